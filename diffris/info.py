@@ -1,0 +1,63 @@
+"""What diffris sees on this machine: versions, devices, weights and cache locations."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from typing import Any
+
+from diffris import __version__
+from diffris.paths import checkpoint_cache, diffris_home, inspect_sd_folder, sd15_candidates
+
+_PACKAGES = ("torch", "diffusers", "transformers", "rasterio", "zarr", "dask", "distributed")
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _devices() -> list[dict[str, Any]]:
+    import torch
+
+    devices: list[dict[str, Any]] = [
+        {"device": "cpu", "name": platform.processor() or platform.machine(),
+         "threads": torch.get_num_threads(), "cores": os.cpu_count()}
+    ]
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            devices.append({"device": f"cuda:{index}", "name": props.name,
+                            "memory_gib": round(props.total_memory / 2**30, 1),
+                            "bf16": torch.cuda.is_bf16_supported()})
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        devices.append({"device": "mps", "name": "Apple GPU"})
+    return devices
+
+
+def collect_info(pretrained: str | None = None) -> dict[str, Any]:
+    """Everything ``diffris info`` reports, as plain JSON-able values.
+
+    Args:
+        pretrained: a Stable Diffusion folder to check first, as ``--pretrained`` would give.
+    """
+    import rasterio
+
+    versions = {"diffris": __version__, "python": platform.python_version()}
+    versions.update({name: _version(name) for name in _PACKAGES})
+    versions["gdal"] = rasterio.__gdal_version__
+    weights = []
+    for candidate in sd15_candidates(pretrained):
+        lookup = inspect_sd_folder(candidate)
+        weights.append({"path": str(candidate), "found": lookup.found,
+                        "missing": list(lookup.missing) if candidate.is_dir() else ["folder"]})
+    return {
+        "versions": versions,
+        "devices": _devices(),
+        "stable_diffusion": weights,
+        "home": str(diffris_home()),
+        "checkpoint_cache": str(checkpoint_cache()),
+    }

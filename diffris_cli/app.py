@@ -1,0 +1,57 @@
+"""The ``diffris`` command: a Typer app whose commands each live in their own module."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from diffris import __version__
+from diffris_cli import info
+from diffris_cli.logs import configure_logging
+
+app = typer.Typer(
+    name="diffris",
+    help="Referring segmentation of large georeferenced scenes from natural-language "
+    "descriptions, with the DiffRIS model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    add_completion=False,
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"diffris {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log detail.")]
+    = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
+    = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks (also DIFFRIS_DEBUG=1).")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                           help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Options shared by every command."""
+    if debug:
+        # An environment variable, not a global: worker processes inherit it too.
+        os.environ["DIFFRIS_DEBUG"] = "1"
+    configure_logging(verbose, quiet)
+
+
+app.command(name="info")(info.info)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

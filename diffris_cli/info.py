@@ -1,0 +1,52 @@
+"""``diffris info``: versions, devices, where weights are looked for and the cache."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from diffris.info import collect_info
+from diffris_cli.console import out_console
+from diffris_cli.errors import user_errors
+from diffris_cli.options import JsonOption, PretrainedOption
+
+
+@user_errors
+def info(pretrained: PretrainedOption = None, as_json: JsonOption = False) -> None:
+    """Show versions, devices, where Stable Diffusion weights are looked for, and the cache.
+
+    Example: diffris info --pretrained /models/stable-diffusion-v1-5
+    """
+    report = collect_info(str(pretrained) if pretrained else None)
+    if as_json:
+        out_console.print_json(json.dumps(report))
+        return
+    versions = Table(title="Versions", show_header=False)
+    for name, version in report["versions"].items():
+        versions.add_row(name, version)
+    devices = Table(title="Devices")
+    for column in ("device", "name", "details"):
+        devices.add_column(column)
+    for device in report["devices"]:
+        details = ", ".join(f"{k}={v}" for k, v in device.items() if k not in ("device", "name"))
+        devices.add_row(device["device"], str(device["name"]), details)
+    weights = Table(title="Stable Diffusion 1.5 weights (searched in this order)")
+    weights.add_column("folder")
+    weights.add_column("status")
+    for lookup in report["stable_diffusion"]:
+        status = "[green]found[/]" if lookup["found"] else (
+            "[yellow]missing " + ", ".join(lookup["missing"]) + "[/]")
+        weights.add_row(lookup["path"], status)
+    out_console.print(versions, devices, weights)
+    out_console.print(f"diffris home: {report['home']}")
+    out_console.print(f"checkpoint cache: {report['checkpoint_cache']}")
+    if not any(lookup["found"] for lookup in report["stable_diffusion"]):
+        out_console.print(
+            "No Stable Diffusion folder found: pass --pretrained DIR or set DIFFRIS_SD15 to a "
+            "folder with unet/, vae/, text_encoder/, tokenizer/. The 'tiny' preset needs none."
+        )
+
+

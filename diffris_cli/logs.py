@@ -1,0 +1,32 @@
+"""Logging set-up for the CLI: rich on a terminal, plain timestamped lines otherwise (cron)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rich.logging import RichHandler
+
+from diffris_cli.console import err_console
+
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(verbose: int, quiet: bool, log_file: Path | None = None) -> None:
+    """Route the library's ``logging`` output: -v → DEBUG, -q → WARNING, default INFO."""
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    handlers: list[logging.Handler] = []
+    if err_console.is_terminal:
+        handlers.append(RichHandler(console=err_console, show_path=False, markup=False))
+    else:
+        plain = logging.StreamHandler()
+        plain.setFormatter(logging.Formatter(PLAIN_FORMAT))
+        handlers.append(plain)
+    if log_file is not None:
+        to_file = logging.FileHandler(log_file)
+        to_file.setFormatter(logging.Formatter(PLAIN_FORMAT))
+        handlers.append(to_file)
+    root = logging.getLogger("diffris")
+    root.handlers = handlers
+    root.setLevel(level)
+    root.propagate = False
