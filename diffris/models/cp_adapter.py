@@ -91,10 +91,11 @@ class _EncoderLayer(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.norm2 = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        last = nn.Linear(hidden, dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), last)
         if identity_init:
             _zero_(self.attn.out_proj)
-            _zero_(self.ffn[2])
+            _zero_(last)
 
     def forward(self, x: Tensor, key_padding_mask: Tensor) -> Tensor:
         """(B, L, D) -> (B, L, D); ``key_padding_mask`` (B, L) bool, True = padding (ignored)."""
@@ -132,10 +133,11 @@ class ObjectReasoning(nn.Module):
         self.norm_kv = nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.norm_mlp = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+        last = nn.Linear(hidden, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), last)
         if identity_init:
             _zero_(self.attn.out_proj)
-            _zero_(self.mlp[2])
+            _zero_(last)
 
     def forward(self, text: Tensor, context: Tensor, key_padding_mask: Tensor) -> Tensor:
         """Q from ``text`` (F_l), K and V from ``context`` (F_g), both (B, L, D) -> (B, L, D)."""

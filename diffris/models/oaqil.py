@@ -83,6 +83,24 @@ def gumbel_assign(
         return one_hot + (soft - soft.detach())
 
 
+def average_assigned(assignment: Tensor, values: Tensor) -> Tensor:
+    """Each token's mean of the visual vectors assigned to it: normalised Âᵀ·V (eq. 20).
+
+    Args:
+        assignment: (B, HW, N) assignment Â (one-hot rows, or soft rows summing to 1).
+        values: (B, HW, C) visual vectors.
+
+    Returns:
+        (B, N, C) float32; Σ_i Â_in v_i / (Σ_i Â_in + eps), zero for a token nothing is
+        assigned to.
+    """
+    with torch.autocast(device_type=values.device.type, enabled=False):
+        assignment = assignment.float()
+        summed = assignment.transpose(1, 2) @ values.float()  # (B, N, C)
+        counts = assignment.sum(dim=1).unsqueeze(-1)  # (B, N, 1)
+        return summed / (counts + COUNT_EPS)
+
+
 class OAQIL(nn.Module):
     """Query–text cross-attention, then Gumbel-normalised query–vision grouping.
 
@@ -177,10 +195,6 @@ class OAQIL(nn.Module):
         vectors = self.norm_visual(visual.flatten(2).transpose(1, 2))  # (B, HW, C)
         assignment = self.assign(self.similarity(vectors, tokens))
         values = self.value(vectors)
-        with torch.autocast(device_type=visual.device.type, enabled=False):
-            # each token averages the visual vectors assigned to it (eq. 20, normalised Âᵀ·V)
-            summed = assignment.transpose(1, 2) @ values.float()  # (B, N, C)
-            counts = assignment.sum(dim=1).unsqueeze(-1)  # (B, N, 1)
-            gathered = summed / (counts + COUNT_EPS)
+        gathered = average_assigned(assignment, values)
         tokens = self.norm_group(tokens + self.out(gathered.to(values.dtype)))
         return self.norm_mlp(tokens + self.mlp(tokens))
