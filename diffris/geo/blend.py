@@ -16,6 +16,8 @@ stay ``overlap`` long there: inside the wider overlap both tiles weigh 1 (an eve
 bracketed by the two ramps. Weights are only ever used normalised (a weighted average of
 overlapping predictions), so any positive, continuous weights give a continuous result; this
 keeps one window shape per border combination and the hand-over away from either tile's edge.
+With ``overlap=0`` there is no blending: weights are flat, so the snapped tile's extra overlap is
+an even average of the two tiles.
 """
 
 from __future__ import annotations

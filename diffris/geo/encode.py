@@ -3,7 +3,7 @@
 Both 8-bit encodings keep nodata in the same band, so a plain GeoTIFF ``nodata=255`` (or a Zarr
 ``fill_value``) describes them and no separate mask band is needed:
 
-- **mask**: uint8, ``1`` where the probability is above the prompt's threshold, ``0`` below,
+- **mask**: uint8, ``1`` where the probability is at or above the prompt's threshold, ``0`` below,
   :data:`MASK_NODATA` (255) where the scene had no data.
 - **prob8**: uint8, ``round(p * 254)`` in 0..254, :data:`PROB_NODATA` (255) for nodata;
   :func:`uint8_to_probs` inverts it (``p = v / 254``, within 1/508).
@@ -69,15 +69,15 @@ def threshold_rows(probs: np.ndarray, valid: np.ndarray, thresholds: Sequence[fl
     Args:
         probs: (P, rows, width) float probabilities in [0, 1] (NaN allowed where not valid).
         valid: (rows, width) bool, False for nodata.
-        thresholds: one per prompt, or one for all; a pixel is 1 when ``p > threshold``
-            (like a logit > 0 for 0.5).
+        thresholds: one per prompt, or one for all; a pixel is 1 when ``p >= threshold``
+            (the convention of :mod:`diffris.geo.sinks.spec`).
 
     Returns:
         (P, rows, width) uint8: 0/1, :data:`MASK_NODATA` where not valid.
     """
     values = np.asarray(check_thresholds(thresholds, probs.shape[0]), dtype=np.float32)
     with np.errstate(invalid="ignore"):
-        masks = (probs > values[:, None, None]).astype(np.uint8)
+        masks = (probs >= values[:, None, None]).astype(np.uint8)
     masks[:, ~valid] = MASK_NODATA
     return masks
 

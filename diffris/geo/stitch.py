@@ -66,6 +66,11 @@ class Stitcher:
         self.peak_rows = 0
 
     @property
+    def nbytes(self) -> int:
+        """Bytes held by the open band: ``(P + 1) x capacity x width`` float32."""
+        return int(self._acc.nbytes + self._wsum.nbytes)
+
+    @property
     def rows_emitted(self) -> int:
         """Scene rows ``[0, rows_emitted)`` have been handed to ``emit``."""
         return self._base
@@ -91,18 +96,17 @@ class Stitcher:
             )
         if not 0 <= tile.index < len(self.grid) or self.grid.tile_by_index(tile.index) != tile:
             raise ValueError(f"tile {tile.index} does not belong to {self.grid!r}")
+        valid = self._fit(tile, valid, "valid", ()).astype(bool, copy=False)
+        # Padding and nodata may hold anything (even NaN); only valid pixels are blended.
         probs = self._fit(tile, probs, "probs", (self.n_prompts,))
-        valid = self._fit(tile, valid, "valid", ())
+        probs = np.where(valid, probs, np.float32(0)).astype(np.float32, copy=False)
+        if not np.isfinite(probs).all():
+            raise ValueError(f"tile {tile.index}: probabilities are not finite at valid pixels")
         self._last_index = tile.index
         if tile.row != self._row:
             # No later tile starts above this row's offset: everything above it is final.
             self._flush(tile.row_off)
             self._row = tile.row
-        valid = valid.astype(bool, copy=False)
-        # Padding and nodata may hold anything (even NaN); only valid pixels are blended.
-        probs = np.where(valid, probs, np.float32(0)).astype(np.float32, copy=False)
-        if not np.isfinite(probs).all():
-            raise ValueError(f"tile {tile.index}: probabilities are not finite at valid pixels")
         weights = self._weight(tile) * valid
         top = tile.row_off - self._base
         rows = slice(top, top + tile.height)

@@ -21,11 +21,11 @@ def rows() -> tuple[np.ndarray, np.ndarray]:
     return probs, valid
 
 
-def test_threshold_is_strict_per_prompt_with_nodata_255() -> None:
+def test_threshold_is_at_or_above_per_prompt_with_nodata_255() -> None:
     probs, valid = rows()
     masks = threshold_rows(probs, valid, [0.5, 0.25])
     assert masks.dtype == np.uint8
-    np.testing.assert_array_equal(masks[0, 0], [0, 0, 1, MASK_NODATA])
+    np.testing.assert_array_equal(masks[0, 0], [0, 1, 1, MASK_NODATA])
     np.testing.assert_array_equal(masks[1, 0], [1, 1, 0, MASK_NODATA])
     shared = threshold_rows(probs, valid, [0.5])
     np.testing.assert_array_equal(shared[1, 0], [0, 1, 0, MASK_NODATA])

@@ -224,6 +224,16 @@ def test_skipped_middle_rows_are_emitted_as_nodata_in_bounded_blocks() -> None:
     assert seen_valid[0] and seen_valid[-1] and not any(seen_valid[1:-1])
 
 
+def test_a_scene_without_any_tile_is_emitted_entirely_as_nodata() -> None:
+    grid = Grid(300, 700, tile=256, overlap=64)
+    collector = Collector(2, 300, 700)
+    stitcher = Stitcher(grid, 2, collector)
+    assert stitcher.nbytes == 3 * 256 * 300 * 4
+    stitcher.close()
+    assert collector.ranges == [(0, 256), (256, 512), (512, 700)]
+    assert not collector.valid.any() and np.isnan(collector.probs).all()
+
+
 def test_outputs_do_not_depend_on_batch_size(tmp_path: Path) -> None:
     grid = Grid(500, 400, tile=128, overlap=32)
     with Scene.open(grey_scene(tmp_path, 500, 400)) as scene:
@@ -265,6 +275,7 @@ def test_misuse_is_refused() -> None:
         stitcher.add(grid.tile_by_index(4), np.zeros((2, 128, 128), np.float32), valid)
     with pytest.raises(ValueError, match="not finite"):
         stitcher.add(grid.tile_by_index(4), np.full((1, 128, 128), np.nan, np.float32), valid)
+    stitcher.add(grid.tile_by_index(4), probs, valid)  # a refused tile changed nothing
     stitcher.close()
     with pytest.raises(RuntimeError, match="after close"):
         stitcher.add(grid.tile_by_index(8), probs, valid)
