@@ -1,0 +1,249 @@
+"""One scene end to end: Scene → Grid → Batches → Predictor → Stitcher → Sink.
+
+Reading (a background thread), the model (this thread) and encoding plus compressed writing
+(another background thread) overlap, so a scene costs little more than its model time. Only the
+band of rows still open is in memory: memory grows with the scene's width, never its area.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import resource
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from diffris import __version__
+from diffris.config import Config
+from diffris.data.prompts import Prompt
+from diffris.geo.grid import Grid
+from diffris.geo.scene import Scene
+from diffris.geo.sinks import open_sink
+from diffris.geo.sinks.publish import check_output
+from diffris.geo.sinks.spec import (
+    OutputDtype,
+    OutputFormat,
+    OutputSpec,
+    OutputType,
+    parse_creation_options,
+)
+from diffris.geo.stitch import Stitcher
+from diffris.inference.batches import prefetch_batches
+from diffris.inference.predictor import TilePredictor
+
+log = logging.getLogger(__name__)
+
+#: ``progress(tiles_done, tiles_total)``, called after every batch (skipped tiles count as done).
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SegmentOptions(Config):
+    """How a scene is tiled, read and written (the flags of ``diffris segment``).
+
+    Attributes:
+        tile: window size in pixels, a multiple of 64.
+        overlap: pixels shared by neighbouring windows, blended with a raised cosine.
+        batch_size: tiles per model batch.
+        threshold: probability at or above which a pixel is in a mask (prompts may override).
+        output_type: binary masks or probabilities.
+        dtype: stored type for probabilities (masks are uint8).
+        format: output format; None picks it from the extension.
+        bands: 1-based band numbers (R, G, B) or one grey band; None decides from the file.
+        nodata: an extra nodata value of the input.
+        stretch: a manual (min, max) stretch to 8 bits; None uses scene percentiles.
+        percentiles: (low, high) percentiles of the automatic stretch.
+        creation_options: ``KEY=VALUE`` format options (``--co``).
+    """
+
+    tile: int = 512
+    overlap: int = 64
+    batch_size: int = 4
+    threshold: float = 0.5
+    output_type: OutputType = OutputType.MASK
+    dtype: OutputDtype | None = None
+    format: OutputFormat | None = None
+    bands: tuple[int, ...] | None = None
+    nodata: float | None = None
+    stretch: tuple[float, float] | None = None
+    percentiles: tuple[float, float] = (2.0, 98.0)
+    creation_options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """What one scene cost and produced."""
+
+    scene: str
+    output: str
+    width: int
+    height: int
+    tiles: int
+    skipped_tiles: int
+    seconds: float
+    peak_memory_mib: float
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+def open_scene(path: str | Path, options: SegmentOptions) -> Scene:
+    """Open ``path`` with the band, nodata and stretch choices of ``options``."""
+    return Scene.open(
+        path,
+        bands=options.bands,
+        nodata=options.nodata,
+        stretch=options.stretch,
+        percentiles=options.percentiles,
+    )
+
+
+def output_tags(
+    scene: Scene, prompts: Sequence[Prompt], options: SegmentOptions, model_id: str
+) -> dict[str, str]:
+    """Metadata every output carries: model, thresholds, tiling, stretch, version."""
+    thresholds = [p.threshold if p.threshold is not None else options.threshold for p in prompts]
+    return {
+        "diffris_version": __version__,
+        "model": model_id,
+        "source": Path(scene.path).name,
+        "prompt_ids": ",".join(p.id for p in prompts),
+        "thresholds": ",".join(f"{t:g}" for t in thresholds),
+        "output_type": options.output_type.value,
+        "tile": str(options.tile),
+        "overlap": str(options.overlap),
+        **scene.stretch.to_tags(),
+    }
+
+
+def _peak_rss_mib() -> float:
+    # Linux reports ru_maxrss in KiB: the peak of this process so far.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _BackgroundWriter:
+    """Encodes and writes finished rows on its own thread (GDAL compresses without the GIL)."""
+
+    def __init__(self, write: Callable[[int, np.ndarray, np.ndarray], None]) -> None:
+        self._write = write
+        self._queue: queue.Queue[tuple[int, np.ndarray, np.ndarray] | None] = queue.Queue(4)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="diffris-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._write(*item)
+                except BaseException as error:
+                    self._error = error
+
+    def submit(self, row_off: int, probs: np.ndarray, valid: np.ndarray) -> None:
+        self._raise()
+        self._queue.put((row_off, probs, valid))
+
+    def finish(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
+def segment_scene(
+    scene_path: str | Path,
+    output: str | Path,
+    predictor: TilePredictor,
+    prompts: Sequence[Prompt],
+    options: SegmentOptions,
+    *,
+    model_id: str,
+    overwrite: bool = False,
+    extra_tags: Mapping[str, str] | None = None,
+    progress: ProgressFn | None = None,
+) -> SegmentResult:
+    """Segment one scene for every prompt and publish the output atomically.
+
+    Args:
+        scene_path: a raster GDAL can read.
+        output: the GeoTIFF/COG file or Zarr store to write.
+        predictor: turns (B, 3, T, T) uint8 tiles into (B, P, T, T) probabilities.
+        prompts: one output band per prompt, in this order (``predictor``'s prompts).
+        options: tiling, input and output choices.
+        model_id: recorded in the output's metadata.
+        overwrite: replace an existing output.
+        extra_tags: more metadata (the archive runner adds its job key).
+        progress: called as tiles complete.
+
+    Raises:
+        DiffrisError: bad input, an existing output, an unwritable folder; nothing is left at
+            ``output`` when anything fails.
+    """
+    started = time.perf_counter()
+    output = check_output(output, overwrite)
+    creation_options = parse_creation_options(options.creation_options)
+    with open_scene(scene_path, options) as scene:
+        grid = Grid(scene.width, scene.height, tile=options.tile, overlap=options.overlap)
+        spec = OutputSpec(
+            width=scene.width,
+            height=scene.height,
+            crs=scene.crs,
+            transform=scene.transform,
+            prompts=list(prompts),
+            output_type=options.output_type,
+            dtype=options.dtype,
+            threshold=options.threshold,
+            block_size=options.tile,
+            tags={**output_tags(scene, prompts, options, model_id), **(extra_tags or {})},
+            creation_options=creation_options,
+        )
+        done = skipped = 0
+        with open_sink(output, spec, format=options.format, overwrite=overwrite) as sink:
+            writer = _BackgroundWriter(
+                lambda row_off, probs, valid: sink.write_rows(row_off, spec.encode(probs, valid))
+            )
+            stitcher = Stitcher(grid, len(prompts), writer.submit)
+            try:
+                for batch in prefetch_batches(scene.reopen, grid, options.batch_size):
+                    skipped += batch.skipped
+                    if batch.tiles:
+                        probs = predictor.predict(batch.frames)
+                        for tile, tile_probs, valid in zip(
+                            batch.tiles, probs, batch.valid, strict=True
+                        ):
+                            stitcher.add(tile, tile_probs, valid)
+                    done += len(batch.tiles) + batch.skipped
+                    if progress is not None:
+                        progress(done, len(grid))
+                stitcher.close()
+            finally:
+                writer.finish()
+            sink.commit()
+    result = SegmentResult(
+        scene=str(scene_path),
+        output=str(output),
+        width=grid.width,
+        height=grid.height,
+        tiles=len(grid),
+        skipped_tiles=skipped,
+        seconds=round(time.perf_counter() - started, 3),
+        peak_memory_mib=round(_peak_rss_mib(), 1),
+    )
+    log.info(
+        "%s: %d tiles (%d skipped, all nodata) in %.1f s -> %s",
+        scene_path,
+        result.tiles,
+        skipped,
+        result.seconds,
+        output,
+    )
+    return result
