@@ -153,6 +153,8 @@ def test_padding_values_do_not_change_real_tokens():
         assert torch.allclose(original[mask], perturbed[mask], atol=1e-5)
         assert torch.isfinite(perturbed).all()
         assert not torch.allclose(original[0, 5:], perturbed[0, 5:])  # padding is still refined
+    with torch.no_grad():  # the tokenizer's 0/1 attention_mask works as well as a bool mask
+        assert torch.equal(adapter(text, mask.long()), adapter(text, mask))
 
 
 def test_runs_under_bfloat16_autocast():

@@ -166,6 +166,9 @@ def test_padding_tokens_do_not_change_the_logits():
             torch.manual_seed(6)
             perturbed = decoder(features, changed, mask, (256, 256))
             assert torch.allclose(original, perturbed, atol=1e-5)
+        decoder.eval()  # the tokenizer's 0/1 attention_mask works as well as a bool mask
+        original = decoder(features, text, mask, (256, 256))
+        assert torch.equal(decoder(features, text, mask.long(), (256, 256)), original)
         # real tokens do matter
         changed[1, 0] += 1.0
         assert not torch.allclose(original, decoder(features, changed, mask, (256, 256)))
