@@ -9,7 +9,7 @@ never proportional to the scene's area.
 
 Skipped tiles (all nodata, never predicted) simply contribute no weight; their rows are still
 emitted, as nodata. Thresholding happens once, on the normalised rows (see
-:mod:`diffris.geo.encode`), never per tile.
+:meth:`diffris.geo.sinks.spec.OutputSpec.encode`), never per tile.
 
 Accumulation order is the grid order whatever the batch size, so the output is bitwise
 independent of how tiles were batched.
