@@ -11,12 +11,13 @@ first missing file named, rather than in the middle of a training run.
 
 from __future__ import annotations
 
+import abc
 import enum
 import importlib
 import logging
+import operator
 import os
 import re
-from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,11 +117,11 @@ class Record:
 Transform = Callable[[Sample], Any]
 
 
-class ReferringDataset(torch.utils.data.Dataset[Any]):
+class ReferringDataset(torch.utils.data.Dataset[Any], abc.ABC):
     """Base of the benchmark loaders: checks the layout, lists records, reads samples.
 
-    Subclasses set the class attributes and implement :meth:`_required` and :meth:`_index`;
-    those whose masks are not image files override :meth:`_read_mask`.
+    Subclasses set the class attributes and implement :meth:`_required`, :meth:`_listing` and
+    :meth:`_index`; those whose masks are not image files override :meth:`_read_mask`.
 
     Args:
         root: the dataset folder (layout in each subclass' docstring).
@@ -161,15 +162,15 @@ class ReferringDataset(torch.utils.data.Dataset[Any]):
         self._check_listed_files()
         logger.debug("%r", self)
 
-    @abstractmethod
+    @abc.abstractmethod
     def _required(self) -> list[str]:
         """Layout entries needed for this split, in the order they are reported when missing."""
 
-    @abstractmethod
+    @abc.abstractmethod
     def _index(self) -> list[Record]:
         """Read the annotation or phrase files and list this split's samples."""
 
-    @abstractmethod
+    @abc.abstractmethod
     def _listing(self) -> str:
         """The file that lists this split's samples (named when a listed file is missing)."""
 
@@ -194,6 +195,7 @@ class ReferringDataset(torch.utils.data.Dataset[Any]):
 
     def _position(self, index: int) -> int:
         size = len(self.records)
+        index = operator.index(index)  # numpy integers from samplers become int
         position = index + size if index < 0 else index
         if not 0 <= position < size:
             raise IndexError(f"index {index} out of range for {self.title} {self.split} ({size})")

@@ -34,8 +34,11 @@ class RRSISD(ReferringDataset):
     """The RRSIS-D benchmark (see the module docstring for the layout).
 
     Sample ids are ``<ref_id>_<sent_id>``. The sentence is the ``raw`` text (what the reference
-    loaders feed the text encoder), or ``sent`` when a sentence has no ``raw``. Categories come
-    from the annotation's class id and the ``categories`` list of ``instances.json``.
+    loaders feed the text encoder), or ``sent`` when a sentence has no ``raw``. The image is the
+    ``file_name`` of the ref's ``image_id`` in ``instances.json`` (as the reference ``refer.py``
+    does; the ref's own ``file_name`` is not used). Categories come from the annotation's class id
+    and the ``categories`` list of ``instances.json``. A segmentation of several parts is their
+    union (the reference sums the parts and keeps pixels equal to 1, which would drop overlaps).
 
     Checked when the dataset is built: both annotation files exist and parse (the pickle with the
     restricted unpickler), every ref has a known split, names an annotation and an image that
@@ -70,6 +73,9 @@ class RRSISD(ReferringDataset):
         "windmill",
     )
 
+    #: annotation id -> segmentation, for this split's refs only (filled by ``_index``).
+    _segmentations: dict[Any, Any]
+
     def _required(self) -> list[str]:
         return [REFS, INSTANCES, f"{IMAGES}/"]
 
@@ -84,7 +90,7 @@ class RRSISD(ReferringDataset):
                 f"{refs_path} holds a {type(refs).__name__}; expected a list of dicts"
             )
         images, annotations, class_names = _read_instances(instances_path)
-        self._segmentations: dict[Any, Any] = {}
+        self._segmentations = {}
         records: list[Record] = []
         for ref in refs:
             ref_id = _get(ref, "ref_id", refs_path, "a ref")

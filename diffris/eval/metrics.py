@@ -116,7 +116,8 @@ def score_logits(
     """(I, U) for each item of a batch, at the chosen resolution.
 
     Args:
-        logits: (B, C, S, S) network output (C = 1 or 2).
+        logits: (B, C, S, S) network output at the network input size S (C = 1 or 2); the
+            model's ``forward`` already upsamples to that size.
         masks: B ground-truth masks, each (H, W) bool at the image's original size (a mask
             already at S x S also works in INPUT mode: resizing it is the identity).
         resolution: see :class:`Resolution`.
@@ -180,14 +181,17 @@ class Scores:
     per_category: dict[str, Scores] = field(default_factory=dict)
     per_sample: tuple[SampleScore, ...] = ()
 
-    def to_dict(self, *, samples: bool = False) -> dict[str, Any]:
-        """Plain JSON-able values; ``Pr@0.5``-style keys; per-sample IoUs only if asked."""
-        result: dict[str, Any] = {
-            "n": self.n,
-            "mIoU": self.miou,
-            "oIoU": self.oiou,
+    def figures(self) -> dict[str, float]:
+        """The figures in the papers' column order: Pr@0.5 ... Pr@0.9, oIoU, mIoU (x100)."""
+        return {
             **{f"Pr@{threshold}": value for threshold, value in self.pr_at.items()},
+            "oIoU": self.oiou,
+            "mIoU": self.miou,
         }
+
+    def to_dict(self, *, samples: bool = False) -> dict[str, Any]:
+        """Plain JSON-able values: ``n``, the :meth:`figures`, per category; samples if asked."""
+        result: dict[str, Any] = {"n": self.n, **self.figures()}
         if self.per_category:
             result["per_category"] = {
                 name: scores.to_dict() for name, scores in self.per_category.items()

@@ -156,6 +156,21 @@ def test_accumulator_merges_ranks_and_categories():
     assert [s.sample_id for s in scores.per_sample] == ["a", "b", "c", "d"]
     assert scores.per_sample[1].iou == 0.9
     assert scores.to_dict()["Pr@0.5"] == 75.0
+    assert list(scores.figures()) == [
+        "Pr@0.5",
+        "Pr@0.6",
+        "Pr@0.7",
+        "Pr@0.8",
+        "Pr@0.9",
+        "oIoU",
+        "mIoU",
+    ]
+    assert scores.to_dict(samples=True)["per_sample"][1] == {
+        "sample_id": "b",
+        "I": 9,
+        "U": 10,
+        "IoU": 0.9,
+    }
     conflicting = MetricAccumulator()
     conflicting.add("a", 2, 2)
     with pytest.raises(InputError, match="sample a was scored twice"):
