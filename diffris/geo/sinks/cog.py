@@ -1,0 +1,101 @@
+"""Cloud-optimised GeoTIFF output, made by copying a finished tiled GeoTIFF.
+
+The rows stream into an intermediate tiled GeoTIFF (a second temporary name next to the output),
+overviews are built into it (nearest for masks, average for probabilities), and GDAL's COG driver
+*copies* it to the temporary output. rasterio's ``driver="COG"`` writer is never opened for
+writing: it buffers the whole raster in memory.
+
+Defaults for the copy (each overridable with ``--co``, passed to the COG driver as is):
+``COMPRESS=DEFLATE``, ``PREDICTOR=YES``, ``BLOCKSIZE=<block size>``, ``BIGTIFF=IF_SAFER``,
+``OVERVIEWS=FORCE_USE_EXISTING`` (``NONE`` when the raster fits in one block).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import rasterio.shutil
+from rasterio.enums import Resampling
+
+from diffris.geo.sinks.gdal_options import probe_creation_options
+from diffris.geo.sinks.geotiff import GeoTiffSink, gtiff_options, open_gtiff
+from diffris.geo.sinks.publish import remove_path
+from diffris.geo.sinks.spec import OutputFormat, OutputSpec, OutputType
+
+__all__ = ["CogSink", "cog_options", "overview_factors", "overview_resampling"]
+
+logger = logging.getLogger(__name__)
+
+
+def overview_factors(width: int, height: int, block_size: int) -> list[int]:
+    """Decimation factors 2, 4, 8, ... until the smallest overview fits in one block."""
+    factors: list[int] = []
+    factor = 1
+    while math.ceil(max(width, height) / factor) > block_size:
+        factor *= 2
+        factors.append(factor)
+    return factors
+
+
+def overview_resampling(spec: OutputSpec) -> Resampling:
+    """Nearest for masks (keeps 0/1), average for probabilities."""
+    return Resampling.nearest if spec.output_type is OutputType.MASK else Resampling.average
+
+
+def cog_options(spec: OutputSpec, *, with_user: bool = True) -> dict[str, str]:
+    """COG driver options for the copy: the defaults above, then ``spec.creation_options``."""
+    factors = overview_factors(spec.width, spec.height, spec.block_size)
+    defaults = {
+        "COMPRESS": "DEFLATE",
+        "PREDICTOR": "YES",
+        "BLOCKSIZE": str(spec.block_size),
+        "BIGTIFF": "IF_SAFER",
+        "OVERVIEWS": "FORCE_USE_EXISTING" if factors else "NONE",
+        "OVERVIEW_RESAMPLING": overview_resampling(spec).name.upper(),
+    }
+    return {**defaults, **spec.creation_options} if with_user else defaults
+
+
+class CogSink(GeoTiffSink):
+    """Writes a tiled GeoTIFF, then copies it to a COG with overviews at commit."""
+
+    format = OutputFormat.COG
+
+    def __init__(self, path: str | Path, spec: OutputSpec, *, overwrite: bool = False) -> None:
+        super().__init__(path, spec, overwrite=overwrite)
+        self._intermediate: Path | None = None
+
+    def _check_options(self) -> None:
+        if self.spec.creation_options:
+            probe_creation_options(
+                "COG",
+                cog_options(self.spec, with_user=False),
+                self.spec.creation_options,
+                self.spec.numpy_dtype.name,
+            )
+
+    def _create(self, partial: Path) -> None:
+        # User --co options are for the COG copy; the intermediate keeps GTiff defaults.
+        self._intermediate = partial.with_name(partial.name + ".gtiff")
+        self._dataset = open_gtiff(self._intermediate, self.spec, gtiff_options(self.spec))
+
+    def _finish(self, partial: Path) -> None:
+        assert self._dataset is not None and self._intermediate is not None
+        spec = self.spec
+        factors = overview_factors(spec.width, spec.height, spec.block_size)
+        if factors:
+            self._dataset.build_overviews(factors, overview_resampling(spec))
+        self._close()
+        options = cog_options(spec)
+        logger.debug("copying %s to COG with %s", self._intermediate, options)
+        rasterio.shutil.copy(self._intermediate, partial, driver="COG", **options)
+        remove_path(self._intermediate)
+        self._intermediate = None
+
+    def _discard(self) -> None:
+        super()._discard()
+        if self._intermediate is not None:
+            remove_path(self._intermediate)
+            self._intermediate = None

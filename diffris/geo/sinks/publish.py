@@ -1,0 +1,185 @@
+"""Atomic publishing: outputs are written under a temporary name and renamed into place.
+
+A sink writes to ``.<name>.partial-<pid>-<token>`` in the output's own folder (same filesystem,
+so the final rename is atomic) and renames it to ``<name>`` only when complete. A killed run
+therefore leaves a dot-prefixed temporary name, never a plausible-looking file at the output
+path; :func:`clean_stale_partials` removes those of processes that are gone.
+
+Replacing an existing output (``overwrite``): a file replaces a file with one ``os.replace``; a
+directory (a Zarr store) cannot be replaced atomically, so the old one is renamed aside to
+``.<name>.old-<pid>-<token>``, the new one renamed into place, then the old one deleted. Readers
+see either the old or the new output, never a mix; for an instant there is none.
+
+A missing output folder is created (like ``mkdir -p``), so ``-o results/2024/buildings.tif``
+works in a cron job without a separate ``mkdir``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+
+import psutil
+
+from diffris.errors import OutputExistsError, OutputNotWritableError
+
+__all__ = [
+    "check_output",
+    "clean_stale_partials",
+    "partial_path",
+    "publish",
+    "remove_path",
+]
+
+logger = logging.getLogger(__name__)
+
+_TEMP_NAME = re.compile(
+    r"^\.(?P<target>.+)\.(?P<kind>partial|old)-(?P<pid>\d+)-(?P<token>[0-9a-f]{8})(\.[^/]*)?$"
+)
+
+
+def check_output(path: str | Path, overwrite: bool = False) -> Path:
+    """Check up front that ``path`` may be written; create its folder if missing.
+
+    Call this before any expensive work: it is what turns "output exists" and "folder not
+    writable" into an immediate one-line error instead of a failure after an hour of inference.
+
+    Args:
+        path: the output file or Zarr store.
+        overwrite: allow replacing an existing output.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
+        OutputNotWritableError: the folder cannot be created or written to.
+    """
+    path = Path(path)
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
+    _ensure_writable_folder(path)
+    return path
+
+
+def partial_path(path: Path) -> Path:
+    """A fresh temporary name next to ``path``: ``.<name>.partial-<pid>-<token>``."""
+    return path.with_name(f".{path.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def publish(partial: Path, path: Path, *, overwrite: bool) -> None:
+    """Rename a finished ``partial`` to ``path`` (see the module docstring for directories).
+
+    Raises:
+        OutputExistsError: ``path`` appeared meanwhile and ``overwrite`` is False.
+    """
+    exists = path.exists() or path.is_symlink()
+    if exists and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
+    if partial.is_file():
+        _fsync_file(partial)
+    if not exists:
+        os.rename(partial, path)
+    elif partial.is_file() and not path.is_dir():
+        os.replace(partial, path)
+    else:
+        aside = path.with_name(f".{path.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+        os.rename(path, aside)
+        try:
+            os.rename(partial, path)
+        except OSError:
+            os.rename(aside, path)
+            raise
+        remove_path(aside)
+    _fsync_dir(path.parent)
+    logger.info("wrote %s", path)
+
+
+def remove_path(path: Path) -> None:
+    """Delete a file, symlink or directory tree if it exists (best effort, logged on failure)."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError as err:
+        logger.warning("could not remove %s: %s", path, err)
+
+
+def clean_stale_partials(folder: str | Path) -> list[Path]:
+    """Remove temporary outputs left in ``folder`` by processes that no longer run.
+
+    Only names this module makes (``.<name>.partial-<pid>-<token>[...]`` and
+    ``.<name>.old-<pid>-<token>``) are touched, and only when no process ``<pid>`` exists on this
+    machine. On a folder shared between machines, run it from one machine only: a pid says
+    nothing about processes elsewhere.
+
+    Returns:
+        The paths removed.
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for entry in sorted(folder.iterdir()):
+        match = _TEMP_NAME.match(entry.name)
+        if match is None:
+            continue
+        pid = int(match["pid"])
+        if pid == os.getpid() or psutil.pid_exists(pid):
+            continue
+        logger.info("removing %s left by process %d, which is gone", entry, pid)
+        remove_path(entry)
+        removed.append(entry)
+    return removed
+
+
+def _ensure_writable_folder(path: Path) -> None:
+    folder = path.parent
+    if not folder.is_dir():
+        existing = next((p for p in folder.parents if p.exists()), None)
+        blocker = folder if folder.exists() else existing
+        if blocker is not None and not blocker.is_dir():
+            raise OutputNotWritableError(
+                f"cannot write {path}: {blocker} is a file, not a folder; choose another output"
+            )
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputNotWritableError(
+                f"cannot create output folder {folder}: {err.strerror or err}; "
+                "choose another output or fix its permissions"
+            ) from err
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".diffris-write-test-", dir=folder)
+    except OSError as err:
+        raise OutputNotWritableError(
+            f"output folder {folder} is not writable: {err.strerror or err}; "
+            "choose another output or fix its permissions"
+        ) from err
+    os.close(handle)
+    os.unlink(probe)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename durable; some filesystems refuse fsync on directories, which is harmless.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
