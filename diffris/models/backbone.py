@@ -1,0 +1,305 @@
+"""The frozen visual backbone: Stable Diffusion's VAE encoder and UNet as a feature extractor.
+
+An image in [-1, 1] goes through the VAE encoder (posterior mean, no sampling) to a latent, which
+the UNet denoises **once**, with no noise added, at a fixed timestep, conditioned on the refined
+text features F_r. The outputs of its four decoder stages (``up_blocks[0..3]``, coarse to fine,
+each at its own resolution, i.e. *before* the stage's upsampler) are DiffRIS' visual features:
+for Stable Diffusion 1.5 at 512², 1280×8×8, 1280×16×16, 640×32×32 and 320×64×64.
+
+Parts DiffRIS never uses are removed when the backbone is built: the VAE decoder (≈ 49 M
+parameters) and the UNet's output head (``conv_norm_out``, ``conv_out``), so that neither memory
+nor time goes to them. Everything here is frozen and always in eval mode; gradients still flow
+*through* the UNet into F_r, which is how the CP-adapter learns.
+
+This module also reads and writes Stable Diffusion folders in the diffusers layout (``unet/``,
+``vae/``, ``text_encoder/``, ``tokenizer/``); the ``sd15`` preset and the tiny preset's saved
+copies go through the very same :func:`load_sd_components`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+import torch
+from torch import Tensor, nn
+
+from diffris.errors import InputError, WeightsNotFoundError
+from diffris.paths import SD15_ENV, SD_SUBFOLDERS, inspect_sd_folder
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+logger = logging.getLogger(__name__)
+
+#: The UNet's decoder stages DiffRIS reads (``up_blocks[0..3]``).
+NUM_STAGES = 4
+#: Weight file stems in a diffusers-layout folder; only safetensors are ever read.
+_WEIGHT_STEMS = {
+    "unet": "diffusion_pytorch_model",
+    "vae": "diffusion_pytorch_model",
+    "text_encoder": "model",
+}
+
+
+class FrozenBackbone(nn.Module):
+    """VAE encoder + UNet of Stable Diffusion, frozen, returning the four decoder-stage maps.
+
+    Args:
+        vae: an ``AutoencoderKL``; its decoder is removed here (DiffRIS only encodes).
+        unet: a ``UNet2DConditionModel`` with four up blocks, the first three ending in an
+            upsampler; its output head is removed here.
+
+    Raises:
+        InputError: the UNet does not have the Stable Diffusion 1.x decoder layout.
+    """
+
+    def __init__(self, vae: AutoencoderKL, unet: UNet2DConditionModel) -> None:
+        super().__init__()
+        _check_unet_layout(unet)
+        # Unused heads go: the VAE decoder, and the UNet's output norm/conv (the UNet's forward
+        # skips a None ``conv_norm_out`` and ``conv_out`` becomes a no-op).
+        vae.decoder = None
+        vae.post_quant_conv = None
+        unet.conv_norm_out = None
+        unet.conv_act = None
+        unet.conv_out = nn.Identity()
+        self.vae = vae
+        self.unet = unet
+        self.requires_grad_(False)
+        self.eval()
+        # Captured maps live per thread, so concurrent calls from several threads don't mix.
+        self._capture = threading.local()
+        for stage, block in enumerate(unet.up_blocks):
+            if stage < NUM_STAGES - 1:
+                block.upsamplers[0].register_forward_pre_hook(
+                    self._pre_hook(stage), with_kwargs=True
+                )
+            else:
+                block.register_forward_hook(self._post_hook(stage))
+
+    def train(self, mode: bool = True) -> Self:
+        """Frozen: stays in eval mode whatever ``mode`` says (``model.train()`` recurses here)."""
+        return super().train(False)
+
+    @property
+    def feature_channels(self) -> tuple[int, int, int, int]:
+        """Channels of the four decoder-stage maps, coarse to fine (1280, 1280, 640, 320)."""
+        channels = tuple(int(c) for c in reversed(self.unet.config.block_out_channels))
+        return channels  # type: ignore[return-value]
+
+    @property
+    def latent_factor(self) -> int:
+        """How many pixels one latent cell covers along each side (8 for Stable Diffusion)."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def text_dim(self) -> int:
+        """Width of the text features the UNet's cross-attention expects (768 for SD-1.5)."""
+        return int(self.unet.config.cross_attention_dim)
+
+    @torch.no_grad()
+    def encode(self, pixels: Tensor, *, latent_scale: float) -> Tensor:
+        """Latents of images: the VAE posterior mean times ``latent_scale``.
+
+        Args:
+            pixels: (B, 3, H, W) float in [-1, 1].
+            latent_scale: multiplier of the posterior mean (0.18215 is what SD's UNet saw).
+
+        Returns:
+            (B, 4, H/8, W/8) latents, without gradient.
+        """
+        weight = self.vae.encoder.conv_in.weight
+        pixels = pixels.to(device=weight.device, dtype=weight.dtype)
+        return self.vae.encode(pixels).latent_dist.mean * latent_scale
+
+    def features(self, latents: Tensor, context: Tensor, *, timestep: int) -> list[Tensor]:
+        """One UNet pass without noise at ``timestep``; the four decoder-stage outputs.
+
+        Args:
+            latents: (B, 4, h, w) from :meth:`encode`; h, w multiples of 8.
+            context: (B, L, D) text features the UNet cross-attends to (F_r); gradients flow
+                back into it.
+            timestep: the diffusion timestep the UNet is told (no noise is added).
+
+        Returns:
+            Four maps coarse to fine: (B, C_k, h / 2^(3-k), w / 2^(3-k)) for k = 0..3, i.e.
+            image strides 64, 32, 16, 8.
+        """
+        weight = self.unet.conv_in.weight
+        latents = latents.to(device=weight.device, dtype=weight.dtype)
+        steps = torch.full((latents.shape[0],), timestep, dtype=torch.long, device=weight.device)
+        captured: list[Tensor | None] = [None] * NUM_STAGES
+        self._capture.maps = captured
+        try:
+            self.unet(latents, steps, encoder_hidden_states=context, return_dict=False)
+        finally:
+            self._capture.maps = None
+        if any(item is None for item in captured):
+            raise RuntimeError("UNet decoder hooks did not fire; is this UNet a SD-1.x layout?")
+        return captured  # type: ignore[return-value]
+
+    def _pre_hook(self, stage: int) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            maps = getattr(self._capture, "maps", None)
+            if maps is not None:
+                maps[stage] = args[0] if args else kwargs["hidden_states"]
+
+        return hook
+
+    def _post_hook(self, stage: int) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Tensor) -> None:
+            maps = getattr(self._capture, "maps", None)
+            if maps is not None:
+                maps[stage] = output
+
+        return hook
+
+
+def _check_unet_layout(unet: UNet2DConditionModel) -> None:
+    blocks = list(unet.up_blocks)
+    upsampling = [getattr(block, "upsamplers", None) is not None for block in blocks]
+    if len(blocks) != NUM_STAGES or upsampling != [True] * (NUM_STAGES - 1) + [False]:
+        raise InputError(
+            f"the UNet has {len(blocks)} up blocks (upsamplers: {upsampling}); DiffRIS needs the "
+            "Stable Diffusion 1.x layout: 4 up blocks, each but the last ending in an upsampler"
+        )
+
+
+def fingerprint(modules: Sequence[nn.Module], extra: Sequence[str] = ()) -> str:
+    """A short identity of frozen weights: names and shapes of all, values of a few tensors.
+
+    The values (first, middle and last parameter of each module) are hashed after rounding to
+    float16, so that the float32 and float16 copies of the same weights give the same identity.
+
+    Args:
+        modules: the frozen parts, in a fixed order.
+        extra: further strings to fold in (e.g. the tokenizer's vocabulary size).
+
+    Returns:
+        16 hex digits of a SHA-256.
+    """
+    digest = hashlib.sha256()
+    for text in extra:
+        digest.update(text.encode())
+    for module in modules:
+        params = list(module.named_parameters())
+        for name, param in params:
+            digest.update(f"{name}:{tuple(param.shape)};".encode())
+        for index in sorted({0, len(params) // 2, len(params) - 1}):
+            values = params[index][1].detach().to("cpu", torch.float16).contiguous()
+            digest.update(values.view(torch.int16).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclasses.dataclass
+class SDComponents:
+    """The four parts of a Stable Diffusion folder DiffRIS uses, as loaded (full, unfrozen)."""
+
+    vae: AutoencoderKL
+    unet: UNet2DConditionModel
+    text_model: CLIPTextModel
+    tokenizer: CLIPTokenizer
+
+
+def save_sd_components(components: SDComponents, folder: str | Path) -> Path:
+    """Write ``components`` as a diffusers-layout folder (``unet/``, ``vae/``, ...), safetensors.
+
+    Args:
+        components: as returned by :func:`load_sd_components` or a preset builder, before the
+            backbone strips the parts it does not use.
+        folder: created if needed.
+
+    Returns:
+        ``folder`` as a path.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    components.unet.save_pretrained(folder / "unet", safe_serialization=True)
+    components.vae.save_pretrained(folder / "vae", safe_serialization=True)
+    components.text_model.save_pretrained(folder / "text_encoder", safe_serialization=True)
+    components.tokenizer.save_pretrained(folder / "tokenizer")
+    return folder
+
+
+def load_sd_components(source: str | Path, *, download: bool = False) -> SDComponents:
+    """Load VAE, UNet, CLIP text model and tokenizer from a diffusers-layout folder.
+
+    The architecture comes from each sub-folder's config; only safetensors weights are read
+    (a folder with only pickled ``.bin`` weights is refused). Weights are loaded as float32.
+
+    Args:
+        source: a local folder, or (only with ``download``) a Hugging Face Hub model id.
+        download: allow fetching ``source`` from the Hub; off by default.
+
+    Raises:
+        WeightsNotFoundError: a sub-folder or its safetensors weights are missing.
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    variants: dict[str, str | None] = dict.fromkeys(_WEIGHT_STEMS)
+    if not download:
+        folder = Path(source)
+        lookup = inspect_sd_folder(folder)
+        if not folder.is_dir() or lookup.missing:
+            missing = ", ".join(f"{name}/" for name in lookup.missing)
+            raise WeightsNotFoundError(
+                f"Stable Diffusion folder {folder} is incomplete: missing {missing} (expected the "
+                f"diffusers layout {', '.join(f'{n}/' for n in SD_SUBFOLDERS)}); pass "
+                f"--pretrained DIR or set {SD15_ENV} to a complete copy of Stable Diffusion 1.5"
+            )
+        variants = {sub: _safetensors_variant(folder, sub) for sub in _WEIGHT_STEMS}
+    common: dict[str, Any] = {"local_files_only": not download, "use_safetensors": True}
+    try:
+        unet = UNet2DConditionModel.from_pretrained(
+            source, subfolder="unet", variant=variants["unet"], torch_dtype=torch.float32, **common
+        )
+        vae = AutoencoderKL.from_pretrained(
+            source, subfolder="vae", variant=variants["vae"], torch_dtype=torch.float32, **common
+        )
+        text_model = CLIPTextModel.from_pretrained(
+            source,
+            subfolder="text_encoder",
+            variant=variants["text_encoder"],
+            dtype=torch.float32,
+            **common,
+        )
+        tokenizer = CLIPTokenizer.from_pretrained(
+            source, subfolder="tokenizer", local_files_only=not download
+        )
+    except OSError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeightsNotFoundError(
+            f"could not load Stable Diffusion from {source}: {reason}; check that the folder is a "
+            "complete diffusers-layout copy with safetensors weights"
+        ) from err
+    return SDComponents(vae=vae, unet=unet, text_model=text_model, tokenizer=tokenizer)
+
+
+def _safetensors_variant(folder: Path, sub: str) -> str | None:
+    """Which weight variant a sub-folder holds as safetensors: None (plain) or e.g. ``fp16``."""
+    stem = _WEIGHT_STEMS[sub]
+    directory = folder / sub
+    if any(
+        (directory / f"{stem}{ext}").is_file()
+        for ext in (".safetensors", ".safetensors.index.json")
+    ):
+        return None
+    # A sharded variant has an index (its shards are named "<stem>.<variant>-0000N-of-...").
+    for suffix in (".safetensors.index.json", ".safetensors"):
+        for path in sorted(directory.glob(f"{stem}.*{suffix}")):
+            variant = path.name[len(stem) + 1 : -len(suffix)]
+            if "-of-" not in variant:
+                return variant
+    found = ", ".join(sorted(p.name for p in directory.iterdir())) or "nothing"
+    raise WeightsNotFoundError(
+        f"{directory} has no {stem}.safetensors (found: {found}); diffris never loads pickled "
+        "weights: convert the folder to safetensors (e.g. save_pretrained(safe_serialization=True))"
+    )

@@ -1,0 +1,376 @@
+"""Presets and the model registry: ``build_diffris("tiny" | "sd15")`` and ``load_model``.
+
+Sizes live here and only here (SAM's ``build_sam.py``). Two presets build the same classes:
+
+- ``sd15``: Stable Diffusion 1.5 (VAE, UNet) and CLIP ViT-L/14 text from a local folder in the
+  diffusers layout, found through ``pretrained``, ``$DIFFRIS_SD15`` or the diffris cache; never
+  downloaded unless ``allow_download`` is set.
+- ``tiny``: the same classes (``AutoencoderKL``, ``UNet2DConditionModel``, ``CLIPTextModel``, the
+  real CLIP tokenizer) with random weights from a fixed seed, small enough for a 512² tile to run
+  in well under a second on a CPU. Every test uses it.
+
+A tiny backbone saved with :func:`diffris.models.backbone.save_sd_components` loads back through
+exactly the ``sd15`` path (:func:`diffris.models.backbone.load_sd_components`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from diffris.devices import resolve_device
+from diffris.errors import InputError, WeightsNotFoundError
+from diffris.models.backbone import (
+    FrozenBackbone,
+    SDComponents,
+    fingerprint,
+    load_sd_components,
+)
+from diffris.models.cp_adapter import CPAdapter, CPAdapterConfig
+from diffris.models.diffris import BackboneIdentity, DiffRIS, DiffRISConfig
+from diffris.models.pcmrd import PCMRD, PCMRDConfig
+from diffris.models.text_encoder import FrozenTextEncoder, load_bundled_tokenizer
+from diffris.paths import SD15_ENV, find_sd15, sd15_candidates
+
+#: The Hub id fetched only when downloading is explicitly allowed.
+SD15_HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+#: Seed of the tiny preset's random weights; part of its identity.
+TINY_SEED = 20240501
+
+
+def tiny_component_configs() -> dict[str, dict[str, Any]]:
+    """Constructor arguments of the tiny preset's VAE, UNet and CLIP text model.
+
+    The VAE has four blocks, so it still downsamples by 8 (a 512 tile -> 64×64 latent), with
+    8 channels at full resolution and no mid-block attention (4,096 tokens would dominate the
+    time). The UNet has four levels, cross-attention only at the two coarsest (plus its
+    mid block), and small widths. The text model is narrow but keeps CLIP's 49,408-token
+    vocabulary and 77 positions, so the real tokenizer fits.
+    """
+    return {
+        "vae": {
+            "in_channels": 3,
+            "out_channels": 3,
+            "down_block_types": ["DownEncoderBlock2D"] * 4,
+            "up_block_types": ["UpDecoderBlock2D"] * 4,
+            "block_out_channels": [8, 16, 32, 32],
+            "layers_per_block": 1,
+            "latent_channels": 4,
+            "norm_num_groups": 8,
+            "sample_size": 512,
+            "mid_block_add_attention": False,
+        },
+        "unet": {
+            "sample_size": 64,
+            "in_channels": 4,
+            "out_channels": 4,
+            "down_block_types": [
+                "DownBlock2D",
+                "DownBlock2D",
+                "CrossAttnDownBlock2D",
+                "CrossAttnDownBlock2D",
+            ],
+            "up_block_types": [
+                "CrossAttnUpBlock2D",
+                "CrossAttnUpBlock2D",
+                "UpBlock2D",
+                "UpBlock2D",
+            ],
+            "block_out_channels": [32, 64, 96, 128],
+            "layers_per_block": 1,
+            "cross_attention_dim": 64,
+            "attention_head_dim": 4,
+            "norm_num_groups": 8,
+        },
+        "text": {
+            "vocab_size": 49408,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "projection_dim": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 77,
+            "hidden_act": "quick_gelu",
+            "bos_token_id": 49406,
+            "eos_token_id": 49407,
+            "pad_token_id": 49407,
+        },
+    }
+
+
+def sd15_component_configs() -> dict[str, dict[str, Any]]:
+    """Constructor arguments of Stable Diffusion 1.5's VAE and UNet and CLIP ViT-L/14 text.
+
+    For building on the ``meta`` device (parameter counts, planning) without weights; a real
+    ``sd15`` model takes its architecture from the folder's own configs.
+    """
+    return {
+        "vae": {
+            "in_channels": 3,
+            "out_channels": 3,
+            "down_block_types": ["DownEncoderBlock2D"] * 4,
+            "up_block_types": ["UpDecoderBlock2D"] * 4,
+            "block_out_channels": [128, 256, 512, 512],
+            "layers_per_block": 2,
+            "latent_channels": 4,
+            "norm_num_groups": 32,
+            "sample_size": 512,
+        },
+        "unet": {
+            "sample_size": 64,
+            "in_channels": 4,
+            "out_channels": 4,
+            "down_block_types": [
+                "CrossAttnDownBlock2D",
+                "CrossAttnDownBlock2D",
+                "CrossAttnDownBlock2D",
+                "DownBlock2D",
+            ],
+            "up_block_types": [
+                "UpBlock2D",
+                "CrossAttnUpBlock2D",
+                "CrossAttnUpBlock2D",
+                "CrossAttnUpBlock2D",
+            ],
+            "block_out_channels": [320, 640, 1280, 1280],
+            "layers_per_block": 2,
+            "cross_attention_dim": 768,
+            "attention_head_dim": 8,
+            "norm_num_groups": 32,
+        },
+        "text": {
+            "vocab_size": 49408,
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "projection_dim": 768,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "max_position_embeddings": 77,
+            "hidden_act": "quick_gelu",
+            "bos_token_id": 49406,
+            "eos_token_id": 49407,
+            "pad_token_id": 49407,
+        },
+    }
+
+
+def components_from_configs(configs: dict[str, dict[str, Any]]) -> SDComponents:
+    """Build VAE, UNet and text model from :func:`tiny_component_configs`-style arguments.
+
+    Weights are the classes' random initialisation from the current RNG state; build inside
+    ``with torch.device("meta"):`` to get shapes only. The tokenizer is the bundled CLIP one.
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return SDComponents(
+        vae=AutoencoderKL(**configs["vae"]),
+        unet=UNet2DConditionModel(**configs["unet"]),
+        text_model=CLIPTextModel(CLIPTextConfig(**configs["text"])),
+        tokenizer=load_bundled_tokenizer(),
+    )
+
+
+def build_tiny_components() -> SDComponents:
+    """The tiny preset's parts, bit-identical on every call (fixed seed, caller's RNG untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)
+        return components_from_configs(tiny_component_configs())
+
+
+def resolve_sd15(pretrained: str | os.PathLike[str] | None, allow_download: bool) -> str | Path:
+    """The folder (or, with ``allow_download``, Hub id) to load Stable Diffusion 1.5 from.
+
+    Raises:
+        WeightsNotFoundError: no complete folder found and downloading not allowed.
+    """
+    if pretrained:
+        return Path(pretrained).expanduser()  # checked, with a precise message, by the loader
+    found = find_sd15()
+    if found is not None:
+        return found
+    if allow_download:
+        return SD15_HUB_ID
+    searched = ", ".join(str(path) for path in sd15_candidates())
+    raise WeightsNotFoundError(
+        f"Stable Diffusion 1.5 weights not found (searched: {searched}); pass --pretrained DIR "
+        f"or set {SD15_ENV} to a diffusers-layout folder (unet/, vae/, text_encoder/, "
+        "tokenizer/), or allow downloading it"
+    )
+
+
+def compose(
+    components: SDComponents,
+    *,
+    preset: str,
+    cp_adapter: CPAdapterConfig | None = None,
+    pcmrd: PCMRDConfig | None = None,
+    **options: Any,
+) -> DiffRIS:
+    """Wrap loaded parts into a DiffRIS model with fresh trainable heads.
+
+    Args:
+        components: full VAE, UNet, text model and tokenizer; the backbone takes ownership and
+            removes the parts DiffRIS does not use.
+        preset: name recorded in the backbone identity.
+        cp_adapter: CP-adapter options; None for the defaults.
+        pcmrd: decoder options; None for the defaults.
+        **options: further :class:`DiffRISConfig` fields (``latent_scale``, ``timestep``,
+            ``max_tokens``, ``mask_threshold``).
+
+    Raises:
+        InputError: an unknown option or a value out of range.
+    """
+    unknown = sorted(set(options) - {"latent_scale", "timestep", "max_tokens", "mask_threshold"})
+    if unknown:
+        raise InputError(
+            f"unknown model option(s): {', '.join(unknown)}; valid: latent_scale, timestep, "
+            "max_tokens, mask_threshold, cp_adapter, pcmrd"
+        )
+    backbone = FrozenBackbone(components.vae, components.unet)
+    max_tokens = options.get("max_tokens", DiffRISConfig.max_tokens)
+    text_encoder = FrozenTextEncoder(
+        components.text_model, components.tokenizer, max_tokens=max_tokens
+    )
+    on_meta = backbone.unet.conv_in.weight.is_meta
+    identity = BackboneIdentity(
+        preset=preset,
+        fingerprint=""
+        if on_meta
+        else fingerprint(
+            [backbone.vae, backbone.unet, text_encoder.model],
+            extra=[str(len(components.tokenizer))],
+        ),
+        text_dim=text_encoder.dim,
+        feature_channels=backbone.feature_channels,
+    )
+    config = DiffRISConfig(
+        backbone=identity,
+        cp_adapter=cp_adapter or CPAdapterConfig(),
+        pcmrd=pcmrd or PCMRDConfig(),
+        **options,
+    )
+    device = backbone.unet.conv_in.weight.device
+    with torch.device(device):
+        adapter = CPAdapter(config.cp_adapter, dim=identity.text_dim)
+        decoder = PCMRD(
+            config.pcmrd, feature_channels=backbone.feature_channels, text_dim=identity.text_dim
+        )
+    return DiffRIS(
+        backbone=backbone,
+        text_encoder=text_encoder,
+        cp_adapter=adapter,
+        decoder=decoder,
+        config=config,
+    )
+
+
+def build_tiny(
+    *, pretrained: str | os.PathLike[str] | None = None, allow_download: bool = False, **kw: Any
+) -> DiffRIS:
+    """The tiny preset (random frozen weights; ``pretrained``/``allow_download`` are ignored)."""
+    return compose(build_tiny_components(), preset="tiny", **kw)
+
+
+def build_sd15(
+    *, pretrained: str | os.PathLike[str] | None = None, allow_download: bool = False, **kw: Any
+) -> DiffRIS:
+    """Stable Diffusion 1.5 from a local diffusers-layout folder (see :func:`resolve_sd15`)."""
+    source = resolve_sd15(pretrained, allow_download)
+    components = load_sd_components(source, download=isinstance(source, str))
+    return compose(components, preset="sd15", **kw)
+
+
+#: Preset name -> builder. Builders take ``pretrained``, ``allow_download`` and the options of
+#: :func:`compose`.
+MODEL_REGISTRY: dict[str, Callable[..., DiffRIS]] = {"tiny": build_tiny, "sd15": build_sd15}
+
+
+def build_diffris(
+    preset: str = "tiny",
+    *,
+    pretrained: str | os.PathLike[str] | None = None,
+    allow_download: bool = False,
+    cp_adapter: CPAdapterConfig | None = None,
+    pcmrd: PCMRDConfig | None = None,
+    **options: Any,
+) -> DiffRIS:
+    """A DiffRIS model with fresh (untrained) CP-adapter and decoder on a preset backbone.
+
+    Args:
+        preset: a :data:`MODEL_REGISTRY` name.
+        pretrained: Stable Diffusion folder for ``sd15`` (else ``$DIFFRIS_SD15`` / the cache).
+        allow_download: let ``sd15`` fetch the weights from the Hugging Face Hub when no local
+            folder is found; off by default.
+        cp_adapter: CP-adapter options; None for the defaults.
+        pcmrd: decoder options; None for the defaults.
+        **options: ``latent_scale``, ``timestep``, ``max_tokens``, ``mask_threshold``.
+
+    Raises:
+        InputError: unknown preset or option.
+        WeightsNotFoundError: ``sd15`` weights not found or incomplete.
+    """
+    if preset not in MODEL_REGISTRY:
+        raise InputError(f"unknown model {preset!r}; choose one of: {', '.join(MODEL_REGISTRY)}")
+    builder = MODEL_REGISTRY[preset]
+    return builder(
+        pretrained=pretrained,
+        allow_download=allow_download,
+        cp_adapter=cp_adapter,
+        pcmrd=pcmrd,
+        **options,
+    )
+
+
+def build_on_meta(preset: str = "sd15", **kw: Any) -> DiffRIS:
+    """A model with every tensor on the ``meta`` device: shapes and counts, no weights, no files.
+
+    Args:
+        preset: ``sd15`` or ``tiny`` (their component configs).
+        **kw: as :func:`compose` (``cp_adapter``, ``pcmrd``, options).
+    """
+    configs = {"sd15": sd15_component_configs, "tiny": tiny_component_configs}
+    if preset not in configs:
+        raise InputError(f"unknown model {preset!r}; choose one of: {', '.join(configs)}")
+    with torch.device("meta"):
+        components = components_from_configs(configs[preset]())
+    return compose(components, preset=preset, **kw)
+
+
+def load_model(
+    name_or_folder: str | os.PathLike[str],
+    *,
+    pretrained: str | os.PathLike[str] | None = None,
+    device: str | torch.device | None = None,
+) -> DiffRIS:
+    """A preset (untrained heads) or a trained-model folder, in eval mode on ``device``.
+
+    Args:
+        name_or_folder: ``tiny``, ``sd15``, or a folder written by
+            :func:`diffris.models.checkpoint.save_trained`.
+        pretrained: Stable Diffusion folder for ``sd15`` backbones.
+        device: ``cpu``, ``cuda:N``, ``auto`` or None (the CPU).
+
+    Raises:
+        InputError: neither a preset nor an existing folder.
+        WeightsNotFoundError: the folder is not a trained model, or backbone weights are missing.
+        CheckpointMismatchError: the trained weights do not fit the model.
+    """
+    from diffris.models.checkpoint import load_trained
+
+    target = torch.device("cpu") if device is None else resolve_device(str(device))
+    name = str(name_or_folder)
+    if name in MODEL_REGISTRY:  # a preset name wins; write ./tiny for a folder called tiny
+        model = build_diffris(name, pretrained=pretrained)
+    elif Path(name).expanduser().is_dir():
+        model = load_trained(Path(name).expanduser(), pretrained=pretrained)
+    else:
+        raise InputError(
+            f"unknown model {name!r}; choose one of: {', '.join(MODEL_REGISTRY)}, "
+            "or a trained-model folder"
+        )
+    return model.to(target).eval()
