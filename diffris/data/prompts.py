@@ -204,8 +204,9 @@ class _LineTrackingDecoder(json.JSONDecoder):
         super().__init__()
         self.item_starts: dict[int, list[int]] = {}
         self.parse_array = self._parse_array
-        # The C scanner ignores parse_array overrides; the pure-Python one honours them.
-        self.scan_once = json.scanner.py_make_scanner(self)
+        # The C scanner ignores parse_array overrides; the pure-Python one (stable since Python
+        # 2.6, undeclared in typeshed) honours them. Prompt files are small, so speed is moot.
+        self.scan_once = json.scanner.py_make_scanner(self)  # type: ignore[attr-defined]
 
     def _parse_array(self, s_and_end: tuple[str, int], scan_once: Any) -> tuple[list[Any], int]:
         starts: list[int] = []
@@ -214,7 +215,7 @@ class _LineTrackingDecoder(json.JSONDecoder):
             starts.append(index)
             return scan_once(string, index)
 
-        values, end = json.decoder.JSONArray(s_and_end, scan_item)
+        values, end = json.decoder.JSONArray(s_and_end, scan_item)  # type: ignore[attr-defined]
         self.item_starts[id(values)] = starts
         return values, end
 

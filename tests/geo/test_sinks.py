@@ -214,6 +214,19 @@ def test_zarr_reads_back_through_xarray_and_rioxarray(tmp_path: Path) -> None:
     assert [p["threshold"] for p in ds.attrs["prompts"]] == [0.4, 0.5]
 
 
+def test_zarr_geographic_crs(tmp_path: Path) -> None:
+    xr = pytest.importorskip("xarray")
+    pytest.importorskip("rioxarray")
+    transform = rasterio.Affine(0.001, 0.0, 15.0, 0.0, -0.001, 45.0)
+    spec = make_spec(crs=CRS.from_epsg(4326), transform=transform)
+    path = tmp_path / "geo.zarr"
+    write_output(path, spec, sample_data(spec))
+    ds = xr.open_zarr(path)
+    assert ds.rio.crs == CRS.from_epsg(4326)
+    assert ds["mask"].rio.transform().almost_equals(transform, precision=1e-12)
+    assert (ds.x.attrs["units"], ds.y.attrs["standard_name"]) == ("degrees_east", "latitude")
+
+
 def test_zarr_uint8_probabilities_decode_to_probabilities(tmp_path: Path) -> None:
     xr = pytest.importorskip("xarray")
     spec = make_spec(output_type="prob")

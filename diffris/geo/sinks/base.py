@@ -13,6 +13,7 @@ Lifecycle::
     # a clean exit commits (every row must have been written); an exception aborts
 
 ``commit()`` and ``abort()`` may also be called explicitly; both are idempotent once done.
+A sink is not thread-safe: feed it from one thread at a time (e.g. one background writer).
 """
 
 from __future__ import annotations

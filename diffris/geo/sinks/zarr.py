@@ -19,6 +19,10 @@ Layout of the store (a directory)::
 The ``proj:``/``spatial:`` attributes follow the zarr-conventions ``proj`` and ``spatial`` v1
 documents (registration objects below).
 
+Dimension names are Zarr v3's ``dimension_names`` metadata (what xarray reads for v3 stores);
+the v2-era ``_ARRAY_DIMENSIONS`` attribute is not written. GDAL's own Zarr driver in the GDAL
+3.10 bundled with rasterio cannot read these stores (it rejects the v3 ``bytes`` codec).
+
 ``--co`` keys for Zarr: ``COMPRESS`` (ZSTD, the default; GZIP; BLOSC; NONE) and ``LEVEL``.
 """
 
