@@ -312,7 +312,7 @@ def read_mask(path: Path) -> np.ndarray:
         return array[:, :, 0].copy()
     channels = array.shape[2]
     colour = array[:, :, : 1 if channels == 2 else 3]  # drop alpha
-    return (colour > MASK_THRESHOLD).any(axis=2)
+    return np.asarray((colour > MASK_THRESHOLD).any(axis=2))
 
 
 def _read_channels(path: Path) -> np.ndarray:
@@ -320,7 +320,8 @@ def _read_channels(path: Path) -> np.ndarray:
     if path.suffix.lower() in _TIFF_SUFFIXES:
         return _read_with_rasterio(path)
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as opened:
+            image: Image.Image = opened
             if image.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
                 image = image.convert("RGBA" if image.mode == "PA" else "RGB")
             array = np.asarray(image)

@@ -107,7 +107,7 @@ def check_opcodes(data: bytes, *, name: str = "<bytes>") -> None:
         UnsafePickleError: an opcode names a global that is not allowlisted, or builds instances.
         InputError: the bytes are not a well-formed pickle.
     """
-    memo: dict[int, Any] = {}
+    memo: dict[Any, Any] = {}
     recent: list[Any] = []  # the last values pushed, to name STACK_GLOBAL's module and name
     try:
         for opcode, arg, _pos in pickletools.genops(io.BytesIO(data)):
