@@ -329,6 +329,24 @@ def test_clean_stale_partials_spares_live_processes_and_other_files(tmp_path: Pa
     assert clean_stale_partials(tmp_path / "missing") == []
 
 
+def test_clean_stale_partials_restores_an_old_output_left_mid_overwrite(tmp_path: Path) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    pid = int(dead.stdout)
+    aside = tmp_path / f".out.zarr.old-{pid}-0123abcd"
+    aside.mkdir()
+    (aside / "zarr.json").write_text("{}")
+    stale = tmp_path / f".out.zarr.partial-{pid}-89abcdef"
+    stale.mkdir()
+    assert clean_stale_partials(tmp_path) == [stale]
+    assert os.listdir(tmp_path) == ["out.zarr"]
+    assert (tmp_path / "out.zarr" / "zarr.json").read_text() == "{}"
+
+
 @pytest.mark.parametrize("fmt", ["gtiff", "zarr"])
 def test_existing_output_refused_then_replaced(tmp_path: Path, fmt: str) -> None:
     path = tmp_path / NAMES[fmt]

@@ -116,11 +116,12 @@ def clean_stale_partials(folder: str | Path) -> list[Path]:
 
     Only names this module makes (``.<name>.partial-<pid>-<token>[...]`` and
     ``.<name>.old-<pid>-<token>``) are touched, and only when no process ``<pid>`` exists on this
-    machine. On a folder shared between machines, run it from one machine only: a pid says
+    machine. An ``.old-`` output whose ``<name>`` is missing (the process died between the two
+    renames of an overwrite) is renamed back to ``<name>`` instead of deleted. On a folder shared between machines, run it from one machine only: a pid says
     nothing about processes elsewhere.
 
     Returns:
-        The paths removed.
+        The paths removed (restored ones are not listed).
     """
     folder = Path(folder)
     removed: list[Path] = []
@@ -132,6 +133,13 @@ def clean_stale_partials(folder: str | Path) -> list[Path]:
             continue
         pid = int(match["pid"])
         if pid == os.getpid() or psutil.pid_exists(pid):
+            continue
+        target = folder / match["target"]
+        if match["kind"] == "old" and not (target.exists() or target.is_symlink()):
+            # Killed between the two renames of a directory overwrite: the old output is the
+            # only complete one, so put it back rather than delete it.
+            logger.info("restoring %s from %s left by process %d", target, entry, pid)
+            os.rename(entry, target)
             continue
         logger.info("removing %s left by process %d, which is gone", entry, pid)
         remove_path(entry)

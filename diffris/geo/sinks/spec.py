@@ -1,18 +1,15 @@
 """What an output looks like: size, georeferencing, prompts, encoding, and format options.
 
-The encoding contract between the stitcher and the sinks lives here, so they cannot drift apart:
+The encoding contract between the stitcher and the sinks lives here, so they cannot drift apart
+(:meth:`OutputSpec.encode` implements it):
 
-========  =======  ==================================================  ==================
-type      dtype    values                                              nodata
-========  =======  ==================================================  ==================
-mask      uint8    0 (outside) / 1 (inside), ``probability >= threshold``  255
-prob      uint8    ``round(probability * 254)``, 0..254                255
-prob      float32  probability in [0, 1]                               NaN
-========  =======  ==================================================  ==================
+- ``mask``, uint8: 1 where ``probability >= threshold`` else 0; nodata 255.
+- ``prob``, uint8: ``round(probability * 254)``, so 0..254; nodata 255.
+- ``prob``, float32: the probability in [0, 1]; nodata NaN.
 
 uint8 probabilities use 0..254 so that 255 stays free for nodata; the scale ``1/254`` is written
-as the band scale (GeoTIFF) and ``scale_factor`` (Zarr), so GDAL, rasterio (``masked``/unscale)
-and xarray decode them back to probabilities. :meth:`OutputSpec.encode` implements the table.
+as the band scale (GeoTIFF) and ``scale_factor`` (Zarr), so GDAL, rasterio and xarray can decode
+them back to probabilities.
 """
 
 from __future__ import annotations
