@@ -388,7 +388,8 @@ def read_phrase_file(path: Path, *, key_hint: str) -> list[PhraseLine]:
     except UnicodeDecodeError as err:
         raise DatasetFormatError(f"{path} is not UTF-8 text: {err}") from err
     lines = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only: str.splitlines() would also break at U+2028 etc. inside a sentence.
+    for number, raw in enumerate(text.split("\n"), start=1):
         parts = raw.strip().split(maxsplit=1)
         if not parts:
             continue

@@ -111,7 +111,7 @@ def logits_to_mask(logits: torch.Tensor) -> torch.Tensor:
 def score_logits(
     logits: torch.Tensor,
     masks: Sequence[np.ndarray | torch.Tensor],
-    resolution: Resolution = Resolution.INPUT,
+    resolution: Resolution | str = Resolution.INPUT,
 ) -> list[tuple[int, int]]:
     """(I, U) for each item of a batch, at the chosen resolution.
 
@@ -125,6 +125,7 @@ def score_logits(
     Returns:
         B pairs (I, U), in pixels at the chosen resolution.
     """
+    resolution = Resolution(resolution)  # also accepts "input" / "original"
     if len(masks) != logits.shape[0]:
         raise InputError(f"{logits.shape[0]} logits but {len(masks)} ground-truth masks")
     gts = [

@@ -94,6 +94,13 @@ def test_malformed_line_named(copy):
     )
 
 
+def test_only_newlines_end_lines(copy):
+    path = copy / "output_phrase_test.txt"
+    path.write_text("test_0003_1.png the round\u2028about\r\ntest_0004_1.png the bridge\n")
+    test = RISBench(copy, "test")
+    assert len(test) == 2 and test[0].sentence == "the round\u2028about"
+
+
 def test_name_without_png_refused(copy):
     (copy / "output_phrase_test.txt").write_text("test_0003_1 the roundabout\n")
     with pytest.raises(DatasetFormatError, match=r"line 1: 'test_0003_1' is not a \.png file"):

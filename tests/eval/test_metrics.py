@@ -97,7 +97,8 @@ def test_resolution_modes_differ():
     gt = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 0]], bool)
     assert score_logits(logits, [gt], Resolution.INPUT) == [(1, 1)]
     assert score_logits(logits, [gt], Resolution.ORIGINAL) == [(1, 4)]
-    assert score_logits(logits, [torch.from_numpy(gt)], Resolution.ORIGINAL) == [(1, 4)]
+    assert score_logits(logits, [torch.from_numpy(gt)], "original") == [(1, 4)]
+    assert score_logits(logits, [gt]) == [(1, 1)]  # INPUT is the default
 
 
 def test_score_logits_checks_batch():
