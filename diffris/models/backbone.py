@@ -74,15 +74,6 @@ class FrozenBackbone(nn.Module):
         self.unet = unet
         self.requires_grad_(False)
         self.eval()
-        # Captured maps live per thread, so concurrent calls from several threads don't mix.
-        self._capture = threading.local()
-        for stage, block in enumerate(unet.up_blocks):
-            if stage < NUM_STAGES - 1:
-                block.upsamplers[0].register_forward_pre_hook(
-                    self._pre_hook(stage), with_kwargs=True
-                )
-            else:
-                block.register_forward_hook(self._post_hook(stage))
 
     def train(self, mode: bool = True) -> Self:
         """Frozen: stays in eval mode whatever ``mode`` says (``model.train()`` recurses here)."""
@@ -136,30 +127,50 @@ class FrozenBackbone(nn.Module):
         latents = latents.to(device=weight.device, dtype=weight.dtype)
         steps = torch.full((latents.shape[0],), timestep, dtype=torch.long, device=weight.device)
         captured: list[Tensor | None] = [None] * NUM_STAGES
-        self._capture.maps = captured
+        handles = self._capture_into(captured)
         try:
             self.unet(latents, steps, encoder_hidden_states=context, return_dict=False)
         finally:
-            self._capture.maps = None
+            for handle in handles:
+                handle.remove()
         if any(item is None for item in captured):
             raise RuntimeError("UNet decoder hooks did not fire; is this UNet a SD-1.x layout?")
         return captured  # type: ignore[return-value]
 
-    def _pre_hook(self, stage: int) -> Any:
-        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            maps = getattr(self._capture, "maps", None)
-            if maps is not None:
-                maps[stage] = args[0] if args else kwargs["hidden_states"]
+    def _capture_into(self, captured: list[Tensor | None]) -> list[Any]:
+        """Hooks (for one call) storing each stage's map at its own resolution in ``captured``.
 
-        return hook
+        Registered per call rather than once, so that a deep copy of the model has no hooks
+        pointing back at the original; they only record in the thread that registered them, so
+        concurrent calls from other threads cannot mix their maps in.
+        """
+        owner = threading.get_ident()
 
-    def _post_hook(self, stage: int) -> Any:
-        def hook(module: nn.Module, args: tuple[Any, ...], output: Tensor) -> None:
-            maps = getattr(self._capture, "maps", None)
-            if maps is not None:
-                maps[stage] = output
+        def before_upsampler(stage: int) -> Any:
+            def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+                if threading.get_ident() == owner:
+                    captured[stage] = args[0] if args else kwargs["hidden_states"]
 
-        return hook
+            return hook
+
+        def after_block(stage: int) -> Any:
+            def hook(module: nn.Module, args: tuple[Any, ...], output: Tensor) -> None:
+                if threading.get_ident() == owner:
+                    captured[stage] = output
+
+            return hook
+
+        handles = []
+        for stage, block in enumerate(self.unet.up_blocks):
+            if stage < NUM_STAGES - 1:
+                # a hook on the block itself would see the map after its upsampler (2× larger)
+                hook = before_upsampler(stage)
+                handles.append(
+                    block.upsamplers[0].register_forward_pre_hook(hook, with_kwargs=True)
+                )
+            else:
+                handles.append(block.register_forward_hook(after_block(stage)))
+        return handles
 
 
 def _check_unet_layout(unet: UNet2DConditionModel) -> None:

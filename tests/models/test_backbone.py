@@ -88,3 +88,26 @@ def test_tiny_components_are_bit_reproducible_and_leave_the_rng_alone() -> None:
     with torch.no_grad():
         list(first.text_model.parameters())[-1].add_(0.5)
     assert fingerprint(modules) != fingerprint(half)
+
+
+def test_copies_and_threads_capture_their_own_maps(backbone: FrozenBackbone) -> None:
+    import copy
+    from concurrent.futures import ThreadPoolExecutor
+
+    generator = torch.Generator().manual_seed(3)
+    inputs = [
+        (
+            torch.randn(1, 4, 16, 16, generator=generator),
+            torch.randn(1, 77, 64, generator=generator),
+        )
+        for _ in range(4)
+    ]
+    with torch.no_grad():
+        expected = [backbone.features(z, c, timestep=1) for z, c in inputs]
+        clone = copy.deepcopy(backbone)
+        torch.testing.assert_close(clone.features(*inputs[0], timestep=1), expected[0])
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(lambda zc: backbone.features(*zc, timestep=1), inputs))
+    for got, want in zip(results, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert not backbone.unet.up_blocks[0].upsamplers[0]._forward_pre_hooks  # removed after use
