@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from diffris import __version__
-from diffris_cli import info
+from diffris_cli import info, segment
 from diffris_cli.logs import configure_logging
 
 app = typer.Typer(
@@ -30,16 +30,18 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log detail.")]
-    = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
-    = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log detail.")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks (also DIFFRIS_DEBUG=1).")
     ] = False,
     version: Annotated[
-        bool, typer.Option("--version", callback=_show_version, is_eager=True,
-                           help="Print the version and exit.")
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Options shared by every command."""
@@ -49,6 +51,7 @@ def main_options(
     configure_logging(verbose, quiet)
 
 
+app.command(name="segment")(segment.segment)
 app.command(name="info")(info.info)
 
 

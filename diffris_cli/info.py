@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
 
-import typer
 from rich.table import Table
 
 from diffris.info import collect_info
@@ -37,8 +35,11 @@ def info(pretrained: PretrainedOption = None, as_json: JsonOption = False) -> No
     weights.add_column("folder")
     weights.add_column("status")
     for lookup in report["stable_diffusion"]:
-        status = "[green]found[/]" if lookup["found"] else (
-            "[yellow]missing " + ", ".join(lookup["missing"]) + "[/]")
+        status = (
+            "[green]found[/]"
+            if lookup["found"]
+            else ("[yellow]missing " + ", ".join(lookup["missing"]) + "[/]")
+        )
         weights.add_row(lookup["path"], status)
     out_console.print(versions, devices, weights)
     out_console.print(f"diffris home: {report['home']}")
@@ -48,5 +49,3 @@ def info(pretrained: PretrainedOption = None, as_json: JsonOption = False) -> No
             "No Stable Diffusion folder found: pass --pretrained DIR or set DIFFRIS_SD15 to a "
             "folder with unet/, vae/, text_encoder/, tokenizer/. The 'tiny' preset needs none."
         )
-
-

@@ -19,3 +19,24 @@ PretrainedOption = Annotated[
         file_okay=False,
     ),
 ]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="A trained-model folder, or a preset name (tiny, sd15: untrained heads). "
+        "Default: $DIFFRIS_MODEL.",
+        envvar="DIFFRIS_MODEL",
+        show_envvar=False,
+    ),
+]
+DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N, mps or auto.")]
+PrecisionOption = Annotated[str, typer.Option("--precision", help="fp32, bf16 or fp16 (autocast).")]
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", min=1, help="Tiles per model batch.")]
+TileOption = Annotated[
+    int, typer.Option("--tile", help="Window size in pixels (a multiple of 64).")
+]
+OverlapOption = Annotated[
+    int, typer.Option("--overlap", help="Pixels shared by neighbouring windows.")
+]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]

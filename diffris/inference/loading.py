@@ -1,0 +1,53 @@
+"""Load a model once for a run and name it for the outputs' metadata and the archive ledger."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from diffris.data.prompts import Prompt
+from diffris.devices import Precision, resolve_device
+from diffris.inference.predictor import ModelPredictor
+from diffris.models.build import MODEL_REGISTRY, load_model
+
+_HASH_CHUNK = 1 << 20
+
+
+def model_identity(name_or_folder: str | os.PathLike[str]) -> str:
+    """A short, stable name for a model: ``tiny`` or ``<folder name>@<weights hash>``.
+
+    The hash covers the trained weights and the config, so retraining into the same folder
+    changes the identity (and makes the archive reprocess its scenes).
+    """
+    name = str(name_or_folder)
+    if name in MODEL_REGISTRY:
+        return name
+    folder = Path(name).expanduser()
+    digest = hashlib.sha256()
+    for part in ("config.json", "model.safetensors"):
+        path = folder / part
+        if path.is_file():
+            with path.open("rb") as stream:
+                while chunk := stream.read(_HASH_CHUNK):
+                    digest.update(chunk)
+    return f"{folder.resolve().name}@{digest.hexdigest()[:12]}"
+
+
+def load_predictor(
+    name_or_folder: str | os.PathLike[str],
+    prompts: Sequence[Prompt],
+    *,
+    device: str = "auto",
+    precision: Precision = Precision.FP32,
+    pretrained: str | os.PathLike[str] | None = None,
+    pair_batch: int = 4,
+) -> tuple[ModelPredictor, str]:
+    """Load the model on ``device`` and encode ``prompts`` once; returns it and its identity."""
+    target = resolve_device(device)
+    model = load_model(name_or_folder, pretrained=pretrained, device=target)
+    predictor = ModelPredictor(
+        model, prompts, device=target, precision=precision, pair_batch=pair_batch
+    )
+    return predictor, model_identity(name_or_folder)

@@ -1,0 +1,238 @@
+"""``diffris segment``: scenes and descriptions in, georeferenced masks out."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from diffris.data.prompts import Prompt, load_prompts, prompts_from_texts
+from diffris.devices import Precision
+from diffris.errors import InputError
+from diffris.geo.preview import write_preview
+from diffris.geo.sinks.spec import OutputDtype, OutputFormat, OutputType
+from diffris.inference.loading import load_predictor
+from diffris.inference.run import output_paths, plan_scene, segment_scenes
+from diffris.inference.segment import SegmentOptions, open_scene
+from diffris_cli.console import out_console
+from diffris_cli.errors import user_errors
+from diffris_cli.options import (
+    BatchSizeOption,
+    DeviceOption,
+    JsonOption,
+    ModelOption,
+    OverlapOption,
+    OverwriteOption,
+    PrecisionOption,
+    PretrainedOption,
+    TileOption,
+)
+from diffris_cli.parsing import parse_enum, parse_numbers
+from diffris_cli.progress import progress_bars
+
+log = logging.getLogger("diffris.cli")
+
+
+def gather_prompts(texts: list[str] | None, prompt_file: Path | None) -> list[Prompt]:
+    """Prompts from ``--prompts`` then ``--text`` flags; at least one is required."""
+    prompts = load_prompts(prompt_file) if prompt_file else []
+    if texts:
+        taken = {p.id for p in prompts}
+        extra = [p for p in prompts_from_texts(list(texts))]
+        for prompt in extra:
+            if prompt.id in taken:
+                raise InputError(f"--text id {prompt.id!r} clashes with an id in {prompt_file}")
+        prompts += extra
+    if not prompts:
+        raise InputError('no prompt given; pass --text "the river" or --prompts prompts.yaml')
+    return prompts
+
+
+@user_errors
+def segment(
+    scenes: Annotated[
+        list[Path], typer.Argument(help="Rasters GDAL can read.", show_default=False)
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output file, or a folder for several scenes.")
+    ],
+    text: Annotated[
+        list[str] | None, typer.Option("--text", "-t", help="A description; repeat for several.")
+    ] = None,
+    prompts_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--prompts",
+            help="Description file: YAML/JSON list of {id, text, threshold?}, or one prompt per line.",
+        ),
+    ] = None,
+    model: ModelOption = None,
+    pretrained: PretrainedOption = None,
+    output_format: Annotated[
+        str | None,
+        typer.Option("--format", "-f", help="gtiff, cog or zarr (default: from the extension)."),
+    ] = None,
+    output_type: Annotated[
+        str, typer.Option("--output-type", help="mask (uint8 0/1, nodata 255) or prob.")
+    ] = "mask",
+    dtype: Annotated[
+        str | None,
+        typer.Option(
+            "--dtype",
+            help="For --output-type prob: uint8 (0-254, nodata 255) or float32 (nodata NaN).",
+        ),
+    ] = None,
+    threshold: Annotated[
+        float,
+        typer.Option("--threshold", help="Probability at or above which a pixel is in a mask."),
+    ] = 0.5,
+    tile: TileOption = 512,
+    overlap: OverlapOption = 64,
+    batch_size: BatchSizeOption = 4,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
+    bands: Annotated[
+        str | None,
+        typer.Option("--bands", help="1-based bands as R,G,B (e.g. 4,3,2) or one grey band."),
+    ] = None,
+    nodata: Annotated[
+        float | None, typer.Option("--nodata", help="Extra input nodata value.")
+    ] = None,
+    stretch: Annotated[
+        str | None,
+        typer.Option(
+            "--stretch",
+            help="Manual min,max of the 8-bit stretch (default: scene 2-98 % percentiles).",
+        ),
+    ] = None,
+    creation_options: Annotated[
+        list[str] | None, typer.Option("--co", help="Format creation option KEY=VALUE; repeatable.")
+    ] = None,
+    overwrite: OverwriteOption = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print grid sizes, tiles and a memory estimate; run nothing."
+        ),
+    ] = False,
+    preview: Annotated[
+        Path | None,
+        typer.Option(
+            "--preview", help="Write a PNG quick-look with the masks overlaid (one scene)."
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Segment scenes from natural-language descriptions into georeferenced masks.
+
+    Examples:
+
+      diffris segment scene.tif --text "buildings near the highway" -o buildings.tif --model runs/best
+
+      diffris segment a.tif b.tif --prompts prompts.yaml -o masks/ --format cog
+    """
+    prompts = gather_prompts(text, prompts_file)
+    fmt = parse_enum(OutputFormat, output_format, "--format") if output_format else None
+    options = SegmentOptions(
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        threshold=threshold,
+        output_type=parse_enum(OutputType, output_type, "--output-type"),
+        dtype=parse_enum(OutputDtype, dtype, "--dtype") if dtype else None,
+        format=fmt,
+        bands=parse_numbers(bands, "--bands", count=(1, 3), kind=int),
+        nodata=nodata,
+        stretch=parse_numbers(stretch, "--stretch", count=(2,)),
+        creation_options=tuple(creation_options or ()),
+    )
+    for scene in scenes:
+        if (
+            not str(scene).startswith(("/vsi", "http://", "https://", "s3://"))
+            and not scene.exists()
+        ):
+            raise InputError(f"{scene} does not exist; check the path")
+    outputs = output_paths(scenes, output, fmt)
+    if preview and len(scenes) > 1:
+        raise InputError("--preview works with one scene; run scenes separately for previews")
+    if dry_run:
+        plans = [
+            plan_scene(s, o, len(prompts), options) for s, o in zip(scenes, outputs, strict=True)
+        ]
+        _print_plans(plans, as_json)
+        return
+    if model is None:
+        raise InputError(
+            "no model given; pass --model with a trained-model folder (or set DIFFRIS_MODEL), "
+            "or --model tiny for an untrained smoke test"
+        )
+    predictor, model_id = load_predictor(
+        model,
+        prompts,
+        device=device,
+        precision=parse_enum(Precision, precision, "--precision"),
+        pretrained=pretrained,
+        pair_batch=batch_size,
+    )
+    with progress_bars("tiles", quiet=quiet or as_json) as progress_for:
+        summary = segment_scenes(
+            [str(s) for s in scenes],
+            outputs,
+            predictor,
+            prompts,
+            options,
+            model_id=model_id,
+            overwrite=overwrite,
+            progress_for=lambda scene, index: progress_for(Path(scene).name, 0),
+        )
+    if preview and summary.results:
+        with open_scene(scenes[0], options) as opened:
+            write_preview(opened, outputs[0], prompts, preview, threshold=threshold)
+    if as_json:
+        out_console.print_json(json.dumps(summary.to_dict()))
+    elif not quiet:
+        _print_summary(summary)
+    if summary.exit_code:
+        raise typer.Exit(summary.exit_code)
+
+
+def _print_plans(plans, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    if as_json:
+        out_console.print_json(json.dumps([p.to_dict() for p in plans]))
+        return
+    table = Table(title="Dry run: nothing was written")
+    for column in ("scene", "size (px)", "grid", "tiles", "memory (MiB, excl. model)", "output"):
+        table.add_column(column)
+    for plan in plans:
+        table.add_row(
+            Path(plan.scene).name,
+            f"{plan.width} x {plan.height}",
+            f"{plan.grid_rows} x {plan.grid_cols}",
+            str(plan.tiles),
+            f"{plan.estimated_memory_mib:.0f}",
+            plan.output,
+        )
+    out_console.print(table)
+
+
+def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
+    table = Table(title="diffris segment")
+    for column in ("scene", "output", "tiles", "skipped", "seconds", "peak MiB"):
+        table.add_column(column)
+    for r in summary.results:
+        table.add_row(
+            Path(r.scene).name,
+            r.output,
+            str(r.tiles),
+            str(r.skipped_tiles),
+            f"{r.seconds:.1f}",
+            f"{r.peak_memory_mib:.0f}",
+        )
+    for failure in summary.failures:
+        table.add_row(Path(failure.scene).name, f"[red]failed: {failure.error}[/]", "", "", "", "")
+    out_console.print(table)
