@@ -1,0 +1,270 @@
+"""Which scenes an archive run covers: a folder, a glob, a scene list, or one raster.
+
+``discover_scenes`` turns the first argument of ``diffris archive`` into a sorted, deduplicated
+list of :class:`SceneInput`. Each carries the string GDAL opens (an absolute local path, or a URL
+kept as given) and a *relative name* from which the output path is derived, so that
+``/data/incoming/2024/06/a.tif`` becomes ``<out>/2024/06/a.tif`` and two ``a.tif`` in different
+subfolders never collide.
+
+- **folder**: every file below it (recursively) with a raster extension; hidden files and folders
+  (names starting with ``.``, e.g. partial outputs) and anything inside ``exclude`` (the output
+  folder when it lies inside the input folder) are ignored.
+- **glob**: ``glob.glob(pattern, recursive=True)``, so ``/data/**/*.tif`` descends; names are
+  relative to the pattern's fixed leading folder.
+- **scene list** (``.txt``/``.lst``/``.list``): one path or URL per line; ``#`` comments and blank
+  lines are skipped; relative paths are relative to the list's folder. Listed files that do not
+  exist are kept: they fail as scenes (recorded in the ledger) instead of stopping the run.
+- **one raster**: a single file with a raster extension.
+
+GDAL URLs (``/vsicurl/...``, ``/vsis3/...``, ``https://...``, ``s3://...``) are kept exactly as
+given; their identity is the URL (they are not stat-ed).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import posixpath
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from diffris.errors import InputError, InputNotFoundError
+
+__all__ = [
+    "LIST_EXTENSIONS",
+    "RASTER_EXTENSIONS",
+    "InputIdentity",
+    "SceneInput",
+    "discover_scenes",
+    "identify",
+    "is_remote",
+]
+
+#: File extensions a folder or glob source treats as scenes (case-insensitive).
+RASTER_EXTENSIONS = frozenset(
+    {".tif", ".tiff", ".gtiff", ".jp2", ".j2k", ".vrt", ".img", ".ntf", ".nitf", ".ecw", ".sid"}
+)
+#: Extensions of scene-list files.
+LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, order=True)
+class SceneInput:
+    """One scene to process.
+
+    Attributes:
+        source: what GDAL opens: an absolute local path, or a URL exactly as given.
+        name: relative POSIX path naming the output (e.g. ``2024/06/a.tif``), unique in a run.
+    """
+
+    source: str
+    name: str
+
+    @property
+    def remote(self) -> bool:
+        """True for GDAL URLs (identity is the URL; never stat-ed or hashed)."""
+        return is_remote(self.source)
+
+
+@dataclass(frozen=True)
+class InputIdentity:
+    """What identifies a scene's content, compared between runs.
+
+    Attributes:
+        size: file size in bytes; None for URLs and missing files.
+        mtime_ns: modification time in nanoseconds; None for URLs and missing files.
+        sha256: hex content hash when requested (``--hash-content``), else None.
+    """
+
+    size: int | None = None
+    mtime_ns: int | None = None
+    sha256: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """A string that changes exactly when the scene counts as changed.
+
+        With a content hash, size and hash decide (a ``touch`` that keeps the bytes does not
+        reprocess); without one, size and modification time do.
+        """
+        if self.size is None:
+            return "unstat-ed"
+        if self.sha256 is not None:
+            return f"size={self.size};sha256={self.sha256}"
+        return f"size={self.size};mtime_ns={self.mtime_ns}"
+
+
+def is_remote(source: str) -> bool:
+    """True for GDAL virtual-filesystem paths and URLs (``/vsicurl/``, ``https://``, ``s3://``)."""
+    return source.startswith("/vsi") or bool(_URL.match(source))
+
+
+def identify(
+    scene: SceneInput, *, hash_content: bool = False, known: InputIdentity | None = None
+) -> InputIdentity:
+    """Stat (and optionally hash) a scene.
+
+    Args:
+        scene: the scene.
+        hash_content: compute the SHA-256 of the file's bytes.
+        known: the identity recorded last time; its hash is reused when size and mtime are
+            unchanged, so a nightly ``--hash-content`` run reads only new or changed files.
+
+    Returns:
+        The identity; all None for URLs and files that do not exist (those fail when processed).
+    """
+    if scene.remote:
+        return InputIdentity()
+    try:
+        stat = os.stat(scene.source)
+    except OSError:
+        return InputIdentity()
+    size, mtime = stat.st_size, stat.st_mtime_ns
+    if not hash_content:
+        return InputIdentity(size, mtime)
+    if known is not None and known.sha256 and (known.size, known.mtime_ns) == (size, mtime):
+        return InputIdentity(size, mtime, known.sha256)
+    digest = hashlib.sha256()
+    try:
+        with open(scene.source, "rb") as handle:
+            while chunk := handle.read(_HASH_CHUNK):
+                digest.update(chunk)
+    except OSError:
+        return InputIdentity()
+    return InputIdentity(size, mtime, digest.hexdigest())
+
+
+def discover_scenes(source: str | Path, *, exclude: list[Path] | None = None) -> list[SceneInput]:
+    """List the scenes a source names (see the module docstring for the four kinds).
+
+    Args:
+        source: a folder, a glob pattern, a scene-list file, one raster, or one URL.
+        exclude: folders whose contents are never scenes (pass the output folder).
+
+    Returns:
+        Scenes sorted by source, without duplicates (same real path), with unique names.
+
+    Raises:
+        InputNotFoundError: ``source`` does not exist and is not a glob or URL.
+        InputError: it names no scene, or is a file of an unknown kind.
+    """
+    text = str(source)
+    excluded = [Path(os.path.realpath(folder)) for folder in exclude or []]
+    kind = "source"
+    if is_remote(text):
+        scenes = [_url_scene(text)]
+    elif _GLOB_CHARS.search(text) and not os.path.exists(text):
+        scenes = _from_glob(text, excluded)
+        kind = "glob"
+    elif os.path.isdir(text):
+        scenes = _from_folder(Path(text), excluded)
+        kind = "folder"
+    elif os.path.isfile(text):
+        suffix = Path(text).suffix.lower()
+        if suffix in LIST_EXTENSIONS:
+            scenes = _from_list(Path(text))
+            kind = "scene list"
+        elif suffix in RASTER_EXTENSIONS:
+            path = os.path.abspath(text)
+            scenes = [SceneInput(path, Path(path).name)]
+        else:
+            raise InputError(
+                f"{text} is neither a raster ({', '.join(sorted(RASTER_EXTENSIONS))}) nor a "
+                f"scene list ({', '.join(sorted(LIST_EXTENSIONS))}); pass a folder, a glob such "
+                "as '/data/**/*.tif', or a .txt file listing one scene per line"
+            )
+    else:
+        raise InputNotFoundError(f"{text} not found; pass an existing folder, glob or scene list")
+    scenes = _deduplicate(scenes)
+    if not scenes:
+        raise InputError(
+            f"no scenes in {kind} {text} (looked for "
+            f"{', '.join(sorted(RASTER_EXTENSIONS))}); check the path or pattern"
+        )
+    return scenes
+
+
+def _from_folder(root: Path, excluded: list[Path]) -> list[SceneInput]:
+    root = Path(os.path.abspath(root))
+    scenes = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        here = Path(folder)
+        # Pruning in place stops os.walk from descending into hidden or excluded folders.
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and not _inside(here / d, excluded)
+        )
+        for name in files:
+            if name.startswith(".") or Path(name).suffix.lower() not in RASTER_EXTENSIONS:
+                continue
+            path = here / name
+            scenes.append(SceneInput(str(path), path.relative_to(root).as_posix()))
+    return scenes
+
+
+def _from_glob(pattern: str, excluded: list[Path]) -> list[SceneInput]:
+    parts = Path(pattern).parts
+    fixed = next((i for i, part in enumerate(parts) if _GLOB_CHARS.search(part)), len(parts))
+    base = Path(os.path.abspath(Path(*parts[:fixed]) if fixed else "."))
+    scenes = []
+    for match in glob.glob(pattern, recursive=True):
+        path = Path(os.path.abspath(match))
+        if path.is_file() and not _inside(path, excluded):
+            scenes.append(SceneInput(str(path), _relative_name(path, base)))
+    return scenes
+
+
+def _from_list(listing: Path) -> list[SceneInput]:
+    folder = Path(os.path.abspath(listing.parent))
+    entries: list[str] = []
+    try:
+        lines = listing.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read scene list {listing}: {err}; save it as UTF-8 text") from err
+    for line in lines:
+        entry = line.strip()
+        if entry and not entry.startswith("#"):
+            entries.append(entry)
+    local = [str(folder / entry) for entry in entries if not is_remote(entry)]
+    local = [os.path.abspath(path) for path in local]
+    base = Path(os.path.commonpath([os.path.dirname(path) for path in local])) if local else None
+    scenes = [SceneInput(path, _relative_name(Path(path), base)) for path in local]
+    scenes += [_url_scene(entry) for entry in entries if is_remote(entry)]
+    return scenes
+
+
+def _url_scene(url: str) -> SceneInput:
+    # /vsicurl/https://host/a/b.tif -> host/a/b.tif: the URL's host and path name the output.
+    path = url
+    while path.startswith("/vsi"):
+        path = path.split("/", 2)[2] if path.count("/") >= 2 else path
+    path = _URL.sub("", path).split("?", 1)[0]
+    name = posixpath.normpath(path.lstrip("/")) or "scene"
+    return SceneInput(url, name)
+
+
+def _relative_name(path: Path, base: Path | None) -> str:
+    try:
+        return path.relative_to(base).as_posix() if base is not None else path.name
+    except ValueError:
+        return PurePosixPath(*path.parts[1:]).as_posix()
+
+
+def _inside(path: Path, folders: list[Path]) -> bool:
+    real = Path(os.path.realpath(path))
+    return any(real == folder or folder in real.parents for folder in folders)
+
+
+def _deduplicate(scenes: list[SceneInput]) -> list[SceneInput]:
+    seen: set[str] = set()
+    unique = []
+    for scene in sorted(scenes):
+        key = scene.source if scene.remote else os.path.realpath(scene.source)
+        if key not in seen:
+            seen.add(key)
+            unique.append(scene)
+    return unique

@@ -1,0 +1,128 @@
+"""One archive run per output folder at a time: an ``fcntl.flock`` on ``<out>/.diffris-archive.lock``.
+
+The lock belongs to the open file, so the kernel releases it when the holder exits in any way,
+``kill -9`` included: a stale lock file never blocks the next night's run. The file itself is
+never deleted (deleting it would let two runs lock two different inodes); its content, the
+holder's pid, host and start time, only feeds the message a second run prints::
+
+    another diffris archive run (pid 1234 on head, started 2024-06-01 02:00:03) holds
+    /data/masks/.diffris-archive.lock; wait for it or check it is alive
+
+Worker processes are started with ``spawn``, so they never inherit the locked descriptor.
+On NFS, Linux maps ``flock`` to POSIX locks (NFSv4 supports them); other network filesystems
+may not lock at all.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from diffris.errors import LockedError, OutputNotWritableError
+
+__all__ = ["EXIT_LOCKED", "LOCK_NAME", "ArchiveLockedError", "OutputLock"]
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = ".diffris-archive.lock"
+#: Exit code of a run that found the folder locked (sysexits' EX_TEMPFAIL: try again later).
+EXIT_LOCKED = 75
+
+
+class ArchiveLockedError(LockedError):
+    """Another archive run holds the output folder's lock; the CLI exits with :data:`EXIT_LOCKED`."""
+
+    exit_code = EXIT_LOCKED
+
+
+class OutputLock:
+    """Exclusive, non-blocking lock of an output folder (a context manager).
+
+    Args:
+        folder: the output folder; created if missing.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_NAME
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        """True while this object holds the lock."""
+        return self._fd is not None
+
+    def acquire(self) -> Self:
+        """Take the lock at once or fail.
+
+        Raises:
+            ArchiveLockedError: another process holds it (the message names it).
+            OutputNotWritableError: the folder or lock file cannot be created.
+        """
+        if self._fd is not None:
+            return self
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            raise OutputNotWritableError(
+                f"cannot create the lock file {self.path}: {err.strerror or err}; "
+                "choose another output folder or fix its permissions"
+            ) from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise ArchiveLockedError(
+                f"another diffris archive run ({holder}) holds {self.path}; "
+                "wait for it or check it is alive"
+            ) from None
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
+        self._fd = fd
+        logger.debug("locked %s", self.path)
+        return self
+
+    def release(self) -> None:
+        """Release the lock (idempotent); the file stays, emptied."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __enter__(self) -> Self:
+        return self.acquire()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        return f"pid {info['pid']} on {info['host']}, started {info['started']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        # The holder may be between creating and writing the file.
+        return "pid unknown"
