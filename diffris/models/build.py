@@ -40,6 +40,8 @@ from diffris.paths import SD15_ENV, find_sd15, sd15_candidates
 SD15_HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 #: Seed of the tiny preset's random weights; part of its identity.
 TINY_SEED = 20240501
+#: Seed of the untrained heads of a preset loaded by name through :func:`load_model`.
+PRESET_HEAD_SEED = 0
 
 
 def tiny_component_configs() -> dict[str, dict[str, Any]]:
@@ -209,6 +211,7 @@ def compose(
     preset: str,
     cp_adapter: CPAdapterConfig | None = None,
     pcmrd: PCMRDConfig | None = None,
+    seed: int | None = None,
     **options: Any,
 ) -> DiffRIS:
     """Wrap loaded parts into a DiffRIS model with fresh trainable heads.
@@ -219,6 +222,8 @@ def compose(
         preset: name recorded in the backbone identity.
         cp_adapter: CP-adapter options; None for the defaults.
         pcmrd: decoder options; None for the defaults.
+        seed: initialise the heads from this seed (leaving the global RNG untouched); None
+            draws from the global RNG, as a training script that seeds torch expects.
         **options: further :class:`DiffRISConfig` fields (``latent_scale``, ``timestep``,
             ``max_tokens``, ``mask_threshold``).
 
@@ -255,7 +260,9 @@ def compose(
         **options,
     )
     device = backbone.unet.conv_in.weight.device
-    with torch.device(device):
+    with torch.random.fork_rng(devices=[], enabled=seed is not None), torch.device(device):
+        if seed is not None:
+            torch.manual_seed(seed)
         adapter = CPAdapter(config.cp_adapter, dim=identity.text_dim)
         decoder = PCMRD(
             config.pcmrd, feature_channels=backbone.feature_channels, text_dim=identity.text_dim
@@ -297,6 +304,7 @@ def build_diffris(
     allow_download: bool = False,
     cp_adapter: CPAdapterConfig | None = None,
     pcmrd: PCMRDConfig | None = None,
+    seed: int | None = None,
     **options: Any,
 ) -> DiffRIS:
     """A DiffRIS model with fresh (untrained) CP-adapter and decoder on a preset backbone.
@@ -308,6 +316,7 @@ def build_diffris(
             folder is found; off by default.
         cp_adapter: CP-adapter options; None for the defaults.
         pcmrd: decoder options; None for the defaults.
+        seed: initialise the heads from this seed instead of the global RNG.
         **options: ``latent_scale``, ``timestep``, ``max_tokens``, ``mask_threshold``.
 
     Raises:
@@ -322,6 +331,7 @@ def build_diffris(
         allow_download=allow_download,
         cp_adapter=cp_adapter,
         pcmrd=pcmrd,
+        seed=seed,
         **options,
     )
 
@@ -349,6 +359,9 @@ def load_model(
 ) -> DiffRIS:
     """A preset (untrained heads) or a trained-model folder, in eval mode on ``device``.
 
+    A preset's untrained heads are initialised from :data:`PRESET_HEAD_SEED`, so that loading
+    ``tiny`` twice gives the same model (and the same outputs) in every process.
+
     Args:
         name_or_folder: ``tiny``, ``sd15``, or a folder written by
             :func:`diffris.models.checkpoint.save_trained`.
@@ -365,7 +378,7 @@ def load_model(
     target = torch.device("cpu") if device is None else resolve_device(str(device))
     name = str(name_or_folder)
     if name in MODEL_REGISTRY:  # a preset name wins; write ./tiny for a folder called tiny
-        model = build_diffris(name, pretrained=pretrained)
+        model = build_diffris(name, pretrained=pretrained, seed=PRESET_HEAD_SEED)
     elif Path(name).expanduser().is_dir():
         model = load_trained(Path(name).expanduser(), pretrained=pretrained)
     else:

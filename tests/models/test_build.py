@@ -60,6 +60,13 @@ def test_load_model_gives_an_eval_model_with_overrides() -> None:
     model = load_model("tiny", device="cpu")
     assert isinstance(model, DiffRIS) and not model.training
     assert model.config.backbone.preset == "tiny"
+    # a preset loaded by name is the same model every time, whatever the global RNG says
+    torch.manual_seed(99)
+    state = torch.random.get_rng_state()
+    again = load_model("tiny")
+    assert torch.equal(torch.random.get_rng_state(), state)
+    for name, tensor in model.trainable_state_dict().items():
+        assert torch.equal(again.trainable_state_dict()[name], tensor), name
     assert build_diffris("tiny", timestep=10, latent_scale=1.0).config.timestep == 10
 
 
