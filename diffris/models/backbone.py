@@ -33,7 +33,8 @@ from diffris.errors import InputError, WeightsNotFoundError
 from diffris.paths import SD15_ENV, SD_SUBFOLDERS, inspect_sd_folder
 
 if TYPE_CHECKING:
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
 logger = logging.getLogger(__name__)
@@ -65,11 +66,11 @@ class FrozenBackbone(nn.Module):
         _check_unet_layout(unet)
         # Unused heads go: the VAE decoder, and the UNet's output norm/conv (the UNet's forward
         # skips a None ``conv_norm_out`` and ``conv_out`` becomes a no-op).
-        vae.decoder = None
-        vae.post_quant_conv = None
-        unet.conv_norm_out = None
-        unet.conv_act = None
-        unet.conv_out = nn.Identity()
+        vae.decoder = None  # type: ignore[assignment]
+        vae.post_quant_conv = None  # type: ignore[assignment]
+        unet.conv_norm_out = None  # type: ignore[assignment]
+        unet.conv_act = None  # type: ignore[assignment]
+        unet.conv_out = nn.Identity()  # type: ignore[assignment]
         self.vae = vae
         self.unet = unet
         self.requires_grad_(False)
@@ -82,18 +83,18 @@ class FrozenBackbone(nn.Module):
     @property
     def feature_channels(self) -> tuple[int, int, int, int]:
         """Channels of the four decoder-stage maps, coarse to fine (1280, 1280, 640, 320)."""
-        channels = tuple(int(c) for c in reversed(self.unet.config.block_out_channels))
+        channels = tuple(int(c) for c in reversed(self.unet.config["block_out_channels"]))
         return channels  # type: ignore[return-value]
 
     @property
     def latent_factor(self) -> int:
         """How many pixels one latent cell covers along each side (8 for Stable Diffusion)."""
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return 2 ** (len(self.vae.config["block_out_channels"]) - 1)
 
     @property
     def text_dim(self) -> int:
         """Width of the text features the UNet's cross-attention expects (768 for SD-1.5)."""
-        return int(self.unet.config.cross_attention_dim)
+        return int(self.unet.config["cross_attention_dim"])
 
     @torch.no_grad()
     def encode(self, pixels: Tensor, *, latent_scale: float) -> Tensor:
@@ -164,10 +165,9 @@ class FrozenBackbone(nn.Module):
         for stage, block in enumerate(self.unet.up_blocks):
             if stage < NUM_STAGES - 1:
                 # a hook on the block itself would see the map after its upsampler (2× larger)
+                upsampler: nn.Module = block.upsamplers[0]  # type: ignore[index,assignment]
                 hook = before_upsampler(stage)
-                handles.append(
-                    block.upsamplers[0].register_forward_pre_hook(hook, with_kwargs=True)
-                )
+                handles.append(upsampler.register_forward_pre_hook(hook, with_kwargs=True))
             else:
                 handles.append(block.register_forward_hook(after_block(stage)))
         return handles
@@ -252,7 +252,8 @@ def load_sd_components(source: str | Path, *, download: bool = False) -> SDCompo
     Raises:
         WeightsNotFoundError: a sub-folder or its safetensors weights are missing.
     """
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     variants: dict[str, str | None] = dict.fromkeys(_WEIGHT_STEMS)

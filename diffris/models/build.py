@@ -166,7 +166,8 @@ def components_from_configs(configs: dict[str, dict[str, Any]]) -> SDComponents:
     Weights are the classes' random initialisation from the current RNG state; build inside
     ``with torch.device("meta"):`` to get shapes only. The tokenizer is the bundled CLIP one.
     """
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     return SDComponents(

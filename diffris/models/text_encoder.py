@@ -157,6 +157,6 @@ class FrozenTextEncoder(nn.Module):
         Returns:
             (B, L, D) float features, without gradient (the encoder is frozen).
         """
-        device = self.model.get_input_embeddings().weight.device
+        device = next(self.model.parameters()).device
         output = self.model(input_ids=tokens.input_ids.to(device))
         return output.last_hidden_state
