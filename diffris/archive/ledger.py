@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import re
 import socket
 import sqlite3
 import time
@@ -426,14 +427,19 @@ class Ledger:
             values |= {"status": "pending", "attempts": 0, "failures": 0, "error": None}
         elif decision.action is Action.RUN:
             values["status"] = "pending"
-        columns = ", ".join(values)
-        marks = ", ".join("?" * len(values))
-        updates = ", ".join(f"{column}=excluded.{column}" for column in values if column != "key")
-        self._db.execute(
-            f"INSERT INTO jobs ({columns}) VALUES ({marks}) "
-            f"ON CONFLICT(key) DO UPDATE SET {updates}",
-            tuple(values.values()),
-        )
+        if fresh:
+            columns = ", ".join(values)
+            marks = ", ".join("?" * len(values))
+            updates = ", ".join(f"{name}=excluded.{name}" for name in values if name != "key")
+            self._db.execute(
+                f"INSERT INTO jobs ({columns}) VALUES ({marks}) "
+                f"ON CONFLICT(key) DO UPDATE SET {updates}",
+                tuple(values.values()),
+            )
+        else:
+            key = values.pop("key")
+            updates = ", ".join(f"{name}=?" for name in values)
+            self._db.execute(f"UPDATE jobs SET {updates} WHERE key=?", (*values.values(), key))
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
@@ -452,6 +458,7 @@ class _Transaction:
 
 def _run_script(db: sqlite3.Connection, script: str) -> None:
     # executescript() would COMMIT the surrounding transaction; run statement by statement.
+    script = re.sub(r"--[^\n]*", "", script)
     for statement in script.split(";"):
         if statement.strip():
             db.execute(statement)

@@ -135,6 +135,7 @@ def archive(
     retries: int = 2,
     hash_content: bool = False,
     split_rows: int | None = None,
+    split_align: int = 512,
     progress: Callable[[ArchiveProgress], None] | None = None,
 ) -> ArchiveReport:
     """Discover the scenes of ``source`` and run them into ``out_dir`` (``diffris archive``).
@@ -155,6 +156,7 @@ def archive(
         retries: later runs retry a failed scene while it failed at most this many times.
         hash_content: identify inputs by content hash instead of mtime.
         split_rows: split GeoTIFF scenes taller than this many rows across workers.
+        split_align: part boundaries are multiples of this many rows (the output block size).
         progress: called after every scene event.
 
     Raises:
@@ -188,6 +190,7 @@ def archive(
             backend=backend,
             retries=retries,
             split_rows=split_rows,
+            split_align=split_align,
             lock=lock,
             progress=progress,
         )

@@ -1,0 +1,122 @@
+"""The archive's real per-scene work: :func:`~diffris.inference.segment.segment_scene` per job.
+
+:class:`SegmentProcessor` is small and picklable (model spec, prompts, precision); each worker
+process calls ``setup(device)`` once, which loads the model and encodes the prompts, and then
+segments scenes with it. Outputs are written by the inference sinks (temporary name, then
+rename), replacing an older output, and tagged with the job's digest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from diffris.archive.jobs import SceneJob, SceneOutcome
+from diffris.data.prompts import Prompt, prompt_set_hash
+from diffris.devices import Precision
+from diffris.errors import InputError
+
+if TYPE_CHECKING:
+    from diffris.inference.predictor import TilePredictor
+    from diffris.inference.segment import SegmentOptions
+
+__all__ = ["SegmentProcessor", "segment_options"]
+
+_PRECISION_KEY = "precision"
+
+
+def segment_options(options: Mapping[str, Any]) -> SegmentOptions:
+    """The :class:`SegmentOptions` held in a job's options (other keys, e.g. precision, dropped)."""
+    from diffris.inference.segment import SegmentOptions
+
+    names = {f.name for f in dataclasses.fields(SegmentOptions)}
+    return SegmentOptions.from_dict({k: v for k, v in options.items() if k in names})
+
+
+@dataclass
+class SegmentProcessor:
+    """Segments a scene with a DiffRIS model loaded once per worker process.
+
+    Args:
+        model: preset name (``tiny``, ``sd15``) or trained-model folder.
+        prompts: the prompt set (encoded once per worker).
+        precision: autocast precision.
+        pretrained: Stable Diffusion folder for ``sd15`` backbones.
+        pair_batch: (tile, prompt) pairs per UNet/decoder call.
+    """
+
+    model: str
+    prompts: tuple[Prompt, ...]
+    precision: Precision = Precision.FP32
+    pretrained: str | None = None
+    pair_batch: int = 4
+    _predictor: TilePredictor | None = field(default=None, init=False, repr=False, compare=False)
+
+    def job_options(self, options: SegmentOptions) -> dict[str, Any]:
+        """The options to give :func:`~diffris.archive.jobs.make_jobs`: ``options`` + precision."""
+        return {**options.to_dict(), _PRECISION_KEY: self.precision.value}
+
+    def setup(self, device: str | None) -> None:
+        """Load the model and encode the prompts on ``device`` (None: ``auto``)."""
+        self._predictor = self.load_predictor(device or "auto")
+
+    def load_predictor(self, device: str) -> TilePredictor:
+        """The tile predictor this worker uses (a subclass may supply another)."""
+        from diffris.inference.loading import load_predictor
+
+        predictor, _ = load_predictor(
+            self.model,
+            list(self.prompts),
+            device=device,
+            precision=self.precision,
+            pretrained=self.pretrained,
+            pair_batch=self.pair_batch,
+        )
+        return predictor
+
+    def __call__(self, job: SceneJob) -> SceneOutcome:
+        """Segment ``job.input`` into ``job.output`` (replacing it), tagged with ``job.tags``.
+
+        Raises:
+            InputError: the job was planned for other prompts, or asks for a row range.
+            DiffrisError: the scene cannot be read or the output written.
+        """
+        from diffris.inference.segment import segment_scene
+
+        if job.prompt_hash != prompt_set_hash(list(self.prompts)):
+            raise InputError(f"{job.input}: the job was planned for another prompt set")
+        if job.rows is not None:
+            raise InputError(
+                f"{job.input}: splitting a scene by rows needs segment_scene(rows=...), which "
+                "this version lacks; run without --split-rows"
+            )
+        if self._predictor is None:
+            self.setup(None)
+        assert self._predictor is not None
+        result = segment_scene(
+            job.input,
+            job.output,
+            self._predictor,
+            list(job.prompts),
+            segment_options(job.options),
+            model_id=job.model_id,
+            overwrite=True,
+            extra_tags=job.tags,
+        )
+        return SceneOutcome(
+            output=result.output,
+            seconds=result.seconds,
+            tiles=result.tiles,
+            details={
+                "skipped_tiles": result.skipped_tiles,
+                "peak_memory_mib": result.peak_memory_mib,
+            },
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The loaded model stays in its worker; a copy sent elsewhere loads its own.
+        state = dict(self.__dict__)
+        state["_predictor"] = None
+        return state
