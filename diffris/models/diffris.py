@@ -28,6 +28,8 @@ from diffris.models.text_encoder import MAX_TOKENS, FrozenTextEncoder, TokenBatc
 
 #: Prefixes of the trainable parts in :meth:`DiffRIS.trainable_state_dict`.
 TRAINABLE_PARTS = ("cp_adapter", "decoder")
+#: A mismatch message names this many tensors, then counts the rest (it stays one line).
+MAX_LISTED_PROBLEMS = 6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -352,10 +354,12 @@ class DiffRIS(nn.Module):
         ]
         if problems:
             where = f"{source} " if source else ""
+            shown = "; ".join(problems[:MAX_LISTED_PROBLEMS])
+            if len(problems) > MAX_LISTED_PROBLEMS:
+                shown += f"; and {len(problems) - MAX_LISTED_PROBLEMS} more"
             raise CheckpointMismatchError(
-                f"{where}does not match the model ({len(problems)} problem(s)): "
-                + "; ".join(problems)
-                + "; was it saved with other cp_adapter/pcmrd options or another backbone?"
+                f"{where}does not match the model ({len(problems)} problem(s)): {shown}; "
+                "was it saved with other cp_adapter/pcmrd options or another backbone?"
             )
         for part in TRAINABLE_PARTS:
             prefix = f"{part}."

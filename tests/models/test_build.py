@@ -15,6 +15,7 @@ from diffris.models.build import (
     components_from_configs,
     load_model,
     sd15_component_configs,
+    tiny_head_configs,
 )
 from diffris.models.diffris import DiffRIS
 from diffris.paths import SD15_ENV
@@ -84,7 +85,10 @@ def test_saved_tiny_backbone_loads_through_the_sd15_path(
     assert (tiny_sd_folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     torch.manual_seed(0)
     reference = build_diffris("tiny").eval()
-    from_folder = build_diffris("sd15", pretrained=tiny_sd_folder).eval()
+    adapter, decoder = tiny_head_configs()
+    from_folder = build_diffris(
+        "sd15", pretrained=tiny_sd_folder, cp_adapter=adapter, pcmrd=decoder
+    ).eval()
     assert from_folder.config.backbone.preset == "sd15"
     # same weights -> same backbone identity, whichever path built them
     assert from_folder.config.backbone.fingerprint == reference.config.backbone.fingerprint
@@ -95,7 +99,7 @@ def test_saved_tiny_backbone_loads_through_the_sd15_path(
         assert torch.equal(from_folder(pixels, ["the roof"]), expected)
         # and through $DIFFRIS_SD15, the way a user points at real weights
         monkeypatch.setenv(SD15_ENV, str(tiny_sd_folder))
-        via_env = load_model("sd15")
+        via_env = build_diffris("sd15", cp_adapter=adapter, pcmrd=decoder)
         via_env.load_trainable_state_dict(reference.trainable_state_dict())
         assert torch.equal(via_env(pixels, ["the roof"]), expected)
 
