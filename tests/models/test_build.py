@@ -99,7 +99,7 @@ def test_saved_tiny_backbone_loads_through_the_sd15_path(
         assert torch.equal(from_folder(pixels, ["the roof"]), expected)
         # and through $DIFFRIS_SD15, the way a user points at real weights
         monkeypatch.setenv(SD15_ENV, str(tiny_sd_folder))
-        via_env = build_diffris("sd15", cp_adapter=adapter, pcmrd=decoder)
+        via_env = build_diffris("sd15", cp_adapter=adapter, pcmrd=decoder).eval()
         via_env.load_trainable_state_dict(reference.trainable_state_dict())
         assert torch.equal(via_env(pixels, ["the roof"]), expected)
 
