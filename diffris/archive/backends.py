@@ -121,10 +121,14 @@ class InlineBackend:
 
     Args:
         device: passed to ``processor.setup``.
+        threads: compute threads for this process (None: leave as is). Give worker processes
+            the same number: float sums, hence probabilities, can differ in the last bit
+            between thread counts, which flips mask pixels lying exactly at the threshold.
     """
 
-    def __init__(self, device: str | None = None) -> None:
+    def __init__(self, device: str | None = None, *, threads: int | None = None) -> None:
         self.device = device
+        self.threads = threads
 
     @property
     def name(self) -> str:
@@ -133,10 +137,12 @@ class InlineBackend:
     def run(self, jobs: Sequence[SceneJob], processor: SceneProcessor) -> Iterator[BackendEvent]:
         if not jobs:
             return
+        limit_threads(self.threads)
         try:
             processor.setup(self.device)
         except Exception as err:
             raise WorkerSetupError(f"cannot prepare the scene processor: {one_line(err)}") from err
+        limit_threads(self.threads)
         worker = f"inline:{os.getpid()}"
         for job in jobs:
             yield JobStarted(job.key, worker)

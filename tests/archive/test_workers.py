@@ -1,0 +1,126 @@
+"""Worker processes and a real dask LocalCluster: the real tiny model, identical outputs, deaths."""
+
+import os
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from diffris.archive.backends import InlineBackend
+from diffris.archive.dask_backend import DaskBackend
+from diffris.archive.ledger import Ledger
+from diffris.archive.pool import ProcessPoolBackend
+from diffris.archive.processor import SegmentProcessor
+from diffris.archive.runner import EXIT_OK, archive
+from diffris.inference.loading import model_identity
+from tests.archive.archive_helpers import (
+    OPTIONS,
+    PROMPTS,
+    field_processor,
+    job_options,
+    write_scene,
+)
+
+NAMES = ["a.tif", "b.tif", "c.tif"]
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scenes")
+    for index, name in enumerate(NAMES):
+        write_scene(root / name, width=128, height=96, seed=index)
+    return root
+
+
+def _tiny(source, out, backend):
+    processor = SegmentProcessor(model="tiny", prompts=PROMPTS)
+    return archive(
+        source,
+        out_dir=out,
+        processor=processor,
+        model="tiny",
+        model_id=model_identity("tiny"),
+        prompts=PROMPTS,
+        options=processor.job_options(OPTIONS),
+        backend=backend,
+    )
+
+
+def _read(path):
+    with rasterio.open(path) as src:
+        return src.read(), src.tags(), src.transform
+
+
+@pytest.fixture
+def restore_threads(monkeypatch):
+    """InlineBackend(threads=1) caps this process; undo it after the test."""
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.setenv(variable, os.environ.get(variable, ""))
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_two_workers_and_a_local_dask_cluster_match_one_worker(scenes, tmp_path, restore_threads):
+    backends = {
+        # One thread everywhere: the tiny model's probabilities differ in the last bit between
+        # thread counts, which flips mask pixels lying exactly at the threshold.
+        "one": InlineBackend(device="cpu", threads=1),
+        "pool": ProcessPoolBackend(2, threads=1),
+        "dask": DaskBackend("local", n_workers=2),
+    }
+    for label, backend in backends.items():
+        report = _tiny(scenes, tmp_path / label, backend)
+        assert report.exit_code == EXIT_OK and report.counts["done"] == 3, report.to_dict()
+    for name in NAMES:
+        pixels, tags, transform = _read(tmp_path / "one" / name)
+        assert pixels.any() and (pixels == 1).any()  # real masks, not blanks
+        for label in ("pool", "dask"):
+            other_pixels, other_tags, other_transform = _read(tmp_path / label / name)
+            assert np.array_equal(pixels, other_pixels), (label, name)
+            assert other_tags == tags and other_transform == transform
+    with Ledger.for_output(tmp_path / "pool", readonly=True) as ledger:
+        workers = {row.worker for row in ledger.rows()}
+    assert workers <= {"worker-0", "worker-1"} and len(workers) >= 1
+
+
+def test_a_pool_worker_killed_mid_scene_is_replaced_and_the_scene_rerun(scenes, tmp_path):
+    marker = tmp_path / "died"
+    processor = field_processor(die_once_on="b.tif", marker=str(marker))
+    report = archive(
+        scenes,
+        out_dir=tmp_path / "out",
+        processor=processor,
+        model="stand-in",
+        model_id="field-v1",
+        prompts=PROMPTS,
+        options=job_options(),
+        backend=ProcessPoolBackend(2),
+    )
+    assert marker.exists()  # a worker really died
+    assert report.exit_code == EXIT_OK and report.counts["done"] == 3
+    with Ledger.for_output(tmp_path / "out", readonly=True) as ledger:
+        assert {row.status for row in ledger.rows()} == {"done"}
+
+
+def test_a_dask_worker_killed_mid_run_still_ends_with_every_scene_done(scenes, tmp_path):
+    marker = tmp_path / "died"
+    processor = field_processor(delay=0.05, die_once_on="a.tif", marker=str(marker))
+    report = archive(
+        scenes,
+        out_dir=tmp_path / "out",
+        processor=processor,
+        model="stand-in",
+        model_id="field-v1",
+        prompts=PROMPTS,
+        options=job_options(),
+        backend=DaskBackend("local", n_workers=2),
+    )
+    assert marker.exists()
+    assert report.exit_code == EXIT_OK and report.counts["done"] == 3, report.to_dict()
+    with Ledger.for_output(tmp_path / "out", readonly=True) as ledger:
+        rows = ledger.rows()
+    assert {row.status for row in rows} == {"done"} and all(row.failures == 0 for row in rows)
+    for name in NAMES:
+        assert (tmp_path / "out" / name).is_file()
