@@ -6,16 +6,19 @@ import io
 import json
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 import yaml
+from affine import Affine
 from PIL import Image
 from pycocotools import mask as coco_mask
-from rasterio.transform import from_origin
+from rasterio.errors import NotGeoreferencedWarning
 
+from diffris.data.prompts import load_prompts
 from diffris.data.synthetic import (
     Category,
     Colour,
@@ -282,11 +285,15 @@ def test_refsegrs_layout(tmp_path):
         match = re.fullmatch(r"(\d+) (.+)", line)
         assert match and match.group(2) == referral.sentence
         sample_id = match.group(1)
-        with rasterio.open(tmp_path / "images" / f"{sample_id}.tif") as src:
-            assert (src.count, src.height, src.width, src.dtypes[0]) == (3, SIZE, SIZE, "uint8")
-        with rasterio.open(tmp_path / "masks" / f"{sample_id}.tif") as src:
-            assert src.count == 1
-            mask = src.read(1)
+        with warnings.catch_warnings():
+            warnings.simplefilter(
+                "ignore", NotGeoreferencedWarning
+            )  # plain TIFFs, as the real ones
+            with rasterio.open(tmp_path / "images" / f"{sample_id}.tif") as src:
+                assert (src.count, src.height, src.width, src.dtypes[0]) == (3, SIZE, SIZE, "uint8")
+            with rasterio.open(tmp_path / "masks" / f"{sample_id}.tif") as src:
+                assert src.count == 1
+                mask = src.read(1)
         assert set(np.unique(mask)) <= {0, 30, 255}
         grey_seen |= bool((mask == 30).any())
         assert np.array_equal(mask > 50, referral.mask)
@@ -347,6 +354,27 @@ def test_rrsisd_layout(tmp_path):
     assert splits == summary.samples
 
 
+@pytest.mark.parametrize("layout", list(Layout))
+def test_benchmark_loaders_read_the_written_layouts(tmp_path, layout):
+    from diffris.data.refsegrs import RefSegRS
+    from diffris.data.risbench import RISBench
+    from diffris.data.rrsisd import RRSISD
+
+    loader = {Layout.RISBENCH: RISBench, Layout.REFSEGRS: RefSegRS, Layout.RRSISD: RRSISD}[layout]
+    _write(tmp_path, layout)
+    expected = _samples()
+    for split in ("train", "val", "test"):
+        wanted = [referral for s, _, referral in expected if s == split]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # RefSegRS TIFFs are plain
+            dataset = loader(tmp_path, split=split)
+            samples = [dataset[i] for i in range(len(dataset))]
+        assert [s.sentence for s in samples] == [r.sentence for r in wanted]
+        for sample, referral in zip(samples, wanted, strict=True):
+            assert sample.image.shape == (SIZE, SIZE, 3)
+            assert np.array_equal(sample.mask, referral.mask)
+
+
 # --- georeferenced scenes --------------------------------------------------------------------------
 
 
@@ -371,7 +399,7 @@ def test_write_scene_grid_nodata_and_prompt_masks(tmp_path):
         prompts_out=tmp_path / "prompts.yaml",
         masks_out=tmp_path / "masks",
     )
-    transform = from_origin(400_000.0, 5_100_000.0, 0.5, 0.5)
+    transform = Affine(0.5, 0.0, 400_000.0, 0.0, -0.5, 5_100_000.0)
     with rasterio.open(tmp_path / "scene.tif") as src:
         assert (src.count, src.height, src.width, src.dtypes[0]) == (3, 512, 640, "uint8")
         assert src.crs.to_epsg() == 32633 and src.transform == transform
@@ -384,6 +412,8 @@ def test_write_scene_grid_nodata_and_prompt_masks(tmp_path):
     assert not image[:, :border].any()
 
     entries = yaml.safe_load((tmp_path / "prompts.yaml").read_text())
+    loaded = load_prompts(tmp_path / "prompts.yaml")
+    assert [(p.id, p.text) for p in loaded] == [(p.id, p.text) for p in summary.prompts]
     assert isinstance(entries, list) and entries
     assert all(set(e) == {"id", "text"} for e in entries)
     assert [e["id"] for e in entries] == [p.id for p in summary.prompts]
@@ -416,6 +446,8 @@ def test_write_scene_uint16_user_prompts_and_errors(tmp_path):
     with rasterio.open(tmp_path / "scene16.tif") as src:
         data = src.read(window=((8, 248), (8, 248)))
         assert src.dtypes[0] == "uint16" and data.max() > 255 and data.min() > 0
+    plain = write_scene(tmp_path / "plain.tif", size=128, nodata_border=0, overviews=False)
+    assert plain.prompts and all(p.mask is None and p.pixels > 0 for p in plain.prompts)
     with pytest.raises(OutputExistsError):
         write_scene(tmp_path / "scene16.tif", size=256)
     with pytest.raises(InputError, match="category"):

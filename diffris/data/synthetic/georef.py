@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from affine import Affine
 
 from diffris.data.synthetic.expressions import Expression, parse
 from diffris.data.synthetic.geometry import Band
@@ -42,6 +43,8 @@ CELL = REFERENCE_SIZE
 TILE = 256
 #: Objects keep this far (px) from their cell's border, so shadows stay inside the cell.
 _EDGE = 10.0
+#: GDAL block cache (MB) while building overviews.
+_OVERVIEW_CACHE_MB = 128
 #: uint16 scenes hold ``value * 12 + 300``: a 12-bit-like range that a viewer must stretch.
 UINT16_GAIN, UINT16_OFFSET = 12, 300
 
@@ -109,7 +112,7 @@ def _slug(text: str) -> str:
     words = re.sub(r"[^a-z0-9]+", " ", text.lower()).split()
     while words and words[0] in ("the", "all"):
         words = words[1:]
-    return "_".join(words) or "prompt"
+    return "_".join(words)[:48].strip("_") or "prompt"  # a valid prompt id: short, [a-z0-9_]
 
 
 def _scene_expression(text: str) -> Expression:
@@ -187,7 +190,6 @@ def write_scene(
     from rasterio.crs import CRS
     from rasterio.enums import Resampling
     from rasterio.errors import CRSError
-    from rasterio.transform import from_origin
     from rasterio.windows import Window
 
     started = time.perf_counter()
@@ -264,7 +266,7 @@ def write_scene(
     for mask_path in mask_paths:
         _check(mask_path, overwrite)
 
-    transform = from_origin(origin[0], origin[1], pixel_size, pixel_size)
+    transform = Affine(pixel_size, 0.0, origin[0], 0.0, -pixel_size, origin[1])  # north up
     common = {
         "driver": "GTiff",
         "width": width,
@@ -291,7 +293,7 @@ def write_scene(
         dst.update_tags(generator="diffris synthetic scene", seed=str(seed))
         sinks = [rasterio.open(p, "w", count=1, dtype="uint8", **common) for p in partial_masks]
         try:
-            for sink, (text, _), prompt_id in zip(sinks, chosen, ids, strict=True):
+            for sink, (text, _), prompt_id in zip(sinks, chosen, ids, strict=False):
                 sink.set_band_description(1, text)
                 sink.update_tags(prompt_id=prompt_id, text=text)
             for r in range(rows):
@@ -334,7 +336,12 @@ def write_scene(
     if overviews:
         factors = [2**k for k in range(1, 12) if max(height, width) / 2**k >= TILE]
         if factors:
-            with rasterio.open(partial, "r+") as dst:
+            # GDAL's default block cache (5% of RAM) would let the overview pass hold a large
+            # share of the scene; a fixed cache keeps memory flat whatever the scene size.
+            with (
+                rasterio.Env(GDAL_CACHEMAX=_OVERVIEW_CACHE_MB),
+                rasterio.open(partial, "r+") as dst,
+            ):
                 dst.build_overviews(factors, Resampling.average)
     for tmp, final in [(partial, path), *zip(partial_masks, mask_paths, strict=True)]:
         os.replace(tmp, final)

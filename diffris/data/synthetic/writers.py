@@ -110,9 +110,9 @@ class _Writer(Protocol):
     def finish(self) -> None: ...
 
 
-def _png(array: np.ndarray) -> bytes:
+def _png(array: np.ndarray, level: int = 6) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
+    Image.fromarray(array).save(buffer, format="PNG", compress_level=level)
     return buffer.getvalue()
 
 
@@ -133,7 +133,7 @@ class _RisBench:
         prefix = {"train": "train", "test": "test"}.get(
             split, "train" if number % 2 == 0 else "val"
         )
-        picture = _png(image.image)
+        picture = _png(image.image, level=1)  # textures: level 6 is 6x slower for 9% less
         for k, referral in enumerate(referrals):
             name = f"{prefix}_{number:06d}_{k}.png"
             (self.root / "img_rgb" / name).write_bytes(picture)
