@@ -28,11 +28,11 @@ import numpy as np
 import yaml
 from affine import Affine
 
-from diffris.data.synthetic.expressions import Expression, parse
+from diffris.data.synthetic.expressions import Expression, Kind, parse
 from diffris.data.synthetic.geometry import Band
 from diffris.data.synthetic.layout import REFERENCE_SIZE, plan_objects, plan_scene_bands
 from diffris.data.synthetic.render import Shape, render
-from diffris.data.synthetic.vocab import COLOURED_NOUNS, NOUNS, Category
+from diffris.data.synthetic.vocab import COLOURED_NOUNS, NOUNS, Category, Colour
 from diffris.errors import InputError, OutputExistsError
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def _slug(text: str) -> str:
 
 def _scene_expression(text: str) -> Expression:
     expression = parse(text)
-    if expression.kind.value in ("size", "position", "relation"):
+    if expression.kind in (Kind.SIZE, Kind.POSITION, Kind.RELATION):
         raise InputError(
             f"scene prompt {text!r} uses a {expression.kind.value}; scene prompts name a category "
             "and optionally a colour, e.g. 'the red roofs'"
@@ -233,10 +233,11 @@ def write_scene(
             _forget(near)
 
     lo, hi_x, hi_y = nodata_border, width - nodata_border, height - nodata_border
-    present: dict[tuple[Category, object], int] = {}
+    # Objects per (category, colour), counting compact ones only if centred outside the collar.
+    present: dict[tuple[Category, Colour | None], int] = {}
     for shape in [s for cell in cells.values() for s in cell] + bands:
         bx0, by0, bx1, by1 = shape.geometry.bounds()
-        cx, cy = min(max((bx0 + bx1) / 2, lo), hi_x - 1), min(max((by0 + by1) / 2, lo), hi_y - 1)
+        cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
         if shape.category in (Category.ROAD, Category.RIVER) or (
             lo <= cx < hi_x and lo <= cy < hi_y
         ):
@@ -247,7 +248,7 @@ def write_scene(
     chosen: list[tuple[str, Expression]] = []
     for text in prompts if prompts is not None else DEFAULT_PROMPTS:
         expression = _scene_expression(text)
-        count = sum(n for (k, colour), n in present.items() if expression.names(k, colour))  # type: ignore[arg-type]
+        count = sum(n for (k, colour), n in present.items() if expression.names(k, colour))
         if prompts is None and (count == 0 or len(chosen) >= max_prompts):
             continue
         if prompts is None and count == 1 and expression.plural:
