@@ -16,7 +16,7 @@ from diffris.errors import InputError
 from diffris.geo.preview import write_preview
 from diffris.geo.sinks.spec import OutputDtype, OutputFormat, OutputType
 from diffris.inference.loading import load_predictor
-from diffris.inference.run import output_paths, plan_scene, segment_scenes
+from diffris.inference.run import output_paths, plan_scene, preflight, segment_scenes
 from diffris.inference.segment import SegmentOptions, open_scene
 from diffris_cli.console import out_console
 from diffris_cli.errors import user_errors
@@ -166,6 +166,11 @@ def segment(
         ]
         _print_plans(plans, as_json)
         return
+    failures = preflight(scenes, outputs, options, overwrite=overwrite)
+    if len(failures) == len(scenes):
+        for failure in failures:
+            log.error("%s: %s", failure.scene, failure.error)
+        raise InputError(f"none of the {len(scenes)} scenes can run; see the errors above")
     if model is None:
         raise InputError(
             "no model given; pass --model with a trained-model folder (or set DIFFRIS_MODEL), "
@@ -189,6 +194,7 @@ def segment(
             model_id=model_id,
             overwrite=overwrite,
             progress_for=lambda scene, index: progress_for(Path(scene).name, 0),
+            failures=failures,
         )
     if preview and summary.results:
         with open_scene(scenes[0], options) as opened:

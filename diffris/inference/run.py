@@ -12,6 +12,7 @@ from pathlib import Path
 from diffris.data.prompts import Prompt
 from diffris.errors import DiffrisError, InputError
 from diffris.geo.grid import Grid
+from diffris.geo.sinks.publish import check_output
 from diffris.geo.sinks.spec import OutputFormat
 from diffris.inference.predictor import TilePredictor
 from diffris.inference.segment import (
@@ -111,6 +112,35 @@ class SceneFailure:
     error: str
 
 
+def preflight(
+    scenes: Sequence[str | Path],
+    outputs: Sequence[Path],
+    options: SegmentOptions,
+    *,
+    overwrite: bool,
+) -> list[SceneFailure]:
+    """Check every scene opens with these options and every output may be written, before the
+    model is loaded; a bad input fails in a second, not after an hour.
+
+    Raises:
+        DiffrisError: the first problem, when there is only one scene.
+
+    Returns:
+        One failure per scene that cannot run (several scenes).
+    """
+    failures = []
+    for scene, output in zip(scenes, outputs, strict=True):
+        try:
+            check_output(output, overwrite)
+            with open_scene(scene, options):
+                pass
+        except DiffrisError as error:
+            if len(scenes) == 1:
+                raise
+            failures.append(SceneFailure(str(scene), str(error)))
+    return failures
+
+
 @dataclass
 class RunSummary:
     """Results of a multi-scene run; ``exit_code`` is 1 when any scene failed."""
@@ -139,14 +169,19 @@ def segment_scenes(
     model_id: str,
     overwrite: bool = False,
     progress_for: Callable[[str, int], ProgressFn | None] | None = None,
+    failures: Sequence[SceneFailure] = (),
 ) -> RunSummary:
     """Segment each scene into its output; a failed scene is recorded and the rest go on.
 
     Args:
         progress_for: ``progress_for(scene, index)`` returns the progress callback of a scene.
+        failures: scenes :func:`preflight` refused; reported, not run.
     """
-    summary = RunSummary()
+    summary = RunSummary(failures=list(failures))
+    failed = {failure.scene for failure in failures}
     for index, (scene, output) in enumerate(zip(scenes, outputs, strict=True)):
+        if str(scene) in failed:
+            continue
         try:
             result = segment_scene(
                 scene,
