@@ -38,7 +38,9 @@ def resolve_device(name: str | None = None) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as err:
-        raise InputError(f"--device {name!r} is not a device; use cpu, cuda, cuda:N or auto") from err
+        raise InputError(
+            f"--device {name!r} is not a device; use cpu, cuda, cuda:N or auto"
+        ) from err
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if (device.index or 0) >= count:

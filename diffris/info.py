@@ -24,15 +24,24 @@ def _devices() -> list[dict[str, Any]]:
     import torch
 
     devices: list[dict[str, Any]] = [
-        {"device": "cpu", "name": platform.processor() or platform.machine(),
-         "threads": torch.get_num_threads(), "cores": os.cpu_count()}
+        {
+            "device": "cpu",
+            "name": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "cores": os.cpu_count(),
+        }
     ]
     if torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(index)
-            devices.append({"device": f"cuda:{index}", "name": props.name,
-                            "memory_gib": round(props.total_memory / 2**30, 1),
-                            "bf16": torch.cuda.is_bf16_supported()})
+            devices.append(
+                {
+                    "device": f"cuda:{index}",
+                    "name": props.name,
+                    "memory_gib": round(props.total_memory / 2**30, 1),
+                    "bf16": torch.cuda.is_bf16_supported(),
+                }
+            )
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         devices.append({"device": "mps", "name": "Apple GPU"})
     return devices
@@ -52,8 +61,13 @@ def collect_info(pretrained: str | None = None) -> dict[str, Any]:
     weights = []
     for candidate in sd15_candidates(pretrained):
         lookup = inspect_sd_folder(candidate)
-        weights.append({"path": str(candidate), "found": lookup.found,
-                        "missing": list(lookup.missing) if candidate.is_dir() else ["folder"]})
+        weights.append(
+            {
+                "path": str(candidate),
+                "found": lookup.found,
+                "missing": list(lookup.missing) if candidate.is_dir() else ["folder"],
+            }
+        )
     return {
         "versions": versions,
         "devices": _devices(),

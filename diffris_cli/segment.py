@@ -182,7 +182,6 @@ def segment(
         device=device,
         precision=parse_enum(Precision, precision, "--precision"),
         pretrained=pretrained,
-        pair_batch=batch_size,
     )
     with progress_bars("tiles", quiet=quiet or as_json) as progress_for:
         summary = segment_scenes(

@@ -43,7 +43,7 @@ __all__ = [
 #: Output tag (GeoTIFF dataset tag / Zarr attribute) holding the job digest.
 JOB_TAG = "diffris_job"
 #: Options that change speed but never the output's bytes; they do not trigger reprocessing.
-NON_OUTPUT_OPTIONS = frozenset({"batch_size", "device", "workers", "pair_batch"})
+NON_OUTPUT_OPTIONS = frozenset({"batch_size", "device", "workers"})
 
 
 @dataclass(frozen=True)

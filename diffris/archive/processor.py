@@ -44,14 +44,14 @@ class SegmentProcessor:
         prompts: the prompt set (encoded once per worker).
         precision: autocast precision.
         pretrained: Stable Diffusion folder for ``sd15`` backbones.
-        pair_batch: (tile, prompt) pairs per UNet/decoder call.
+        micro_batch: model micro-batch (see ModelPredictor); None picks it by device.
     """
 
     model: str
     prompts: tuple[Prompt, ...]
     precision: Precision = Precision.FP32
     pretrained: str | None = None
-    pair_batch: int = 4
+    micro_batch: int | None = None
     _predictor: TilePredictor | None = field(default=None, init=False, repr=False, compare=False)
 
     def job_options(self, options: SegmentOptions) -> dict[str, Any]:
@@ -72,7 +72,7 @@ class SegmentProcessor:
             device=device,
             precision=self.precision,
             pretrained=self.pretrained,
-            pair_batch=self.pair_batch,
+            micro_batch=self.micro_batch,
         )
         return predictor
 

@@ -42,12 +42,12 @@ def load_predictor(
     device: str = "auto",
     precision: Precision = Precision.FP32,
     pretrained: str | os.PathLike[str] | None = None,
-    pair_batch: int = 4,
+    micro_batch: int | None = None,
 ) -> tuple[ModelPredictor, str]:
     """Load the model on ``device`` and encode ``prompts`` once; returns it and its identity."""
     target = resolve_device(device)
     model = load_model(name_or_folder, pretrained=pretrained, device=target)
     predictor = ModelPredictor(
-        model, prompts, device=target, precision=precision, pair_batch=pair_batch
+        model, prompts, device=target, precision=precision, micro_batch=micro_batch
     )
     return predictor, model_identity(name_or_folder)

@@ -42,7 +42,15 @@ class ModelPredictor:
         prompts: the prompts of this run; their text features are computed here, once.
         device: where to run.
         precision: autocast precision for the VAE, UNet and decoder.
-        pair_batch: how many (tile, prompt) pairs go through the UNet and decoder at once.
+        micro_batch: tiles (VAE) or (tile, prompt) pairs (UNet and decoder) per model call;
+            None picks 1 on a CPU (as fast as larger batches there) and 8 on a GPU. Every call
+            has exactly this shape (the last chunk is padded), so the output does not depend
+            on how many tiles a caller passes at once.
+
+    Floating-point results depend on the shapes a kernel sees and, on a CPU, on the number of
+    threads; fixing the micro-batch makes outputs bit-identical whatever ``--batch-size``, and
+    fixing the thread count (the archive's ``--threads``) makes them identical whatever the
+    number of workers.
     """
 
     def __init__(
@@ -52,12 +60,12 @@ class ModelPredictor:
         *,
         device: torch.device,
         precision: Precision = Precision.FP32,
-        pair_batch: int = 4,
+        micro_batch: int | None = None,
     ) -> None:
         self.model = model.to(device).eval()
         self.device = device
         self.precision = precision
-        self.pair_batch = max(1, pair_batch)
+        self.micro_batch = max(1, micro_batch or (1 if device.type == "cpu" else 8))
         self.prompts = list(prompts)
         texts = [prompt.text for prompt in self.prompts]
         tokens = model.tokenize(texts)
@@ -87,17 +95,33 @@ class ModelPredictor:
         pixels = self.model.preprocess(torch.from_numpy(np.ascontiguousarray(tiles))).to(
             self.device
         )
-        with autocast(self.device, self.precision):
-            latents = self.model.encode_image(pixels)
+        latents = self._encode_in_chunks(pixels)
         tile_index = torch.arange(batch, device=self.device).repeat_interleave(prompts)
         prompt_index = torch.arange(prompts, device=self.device).repeat(batch)
         out = torch.empty((batch * prompts, *tiles.shape[2:]), dtype=torch.float32)
-        for start in range(0, batch * prompts, self.pair_batch):
-            pairs = slice(start, start + self.pair_batch)
+        for start in range(0, batch * prompts, self.micro_batch):
+            index = self._padded(
+                torch.arange(start, min(start + self.micro_batch, batch * prompts))
+            )
             with autocast(self.device, self.precision):
                 logits = self.model.decode(
-                    latents.index_select(0, tile_index[pairs]),
-                    self.text.index_select(prompt_index[pairs]),
+                    latents.index_select(0, tile_index[index]),
+                    self.text.index_select(prompt_index[index]),
                 )
-            out[pairs] = torch.sigmoid(logits.float())[:, 0].cpu()
+            count = min(self.micro_batch, batch * prompts - start)
+            out[start : start + count] = torch.sigmoid(logits.float())[:count, 0].cpu()
         return out.view(batch, prompts, *tiles.shape[2:]).numpy()
+
+    def _padded(self, index: torch.Tensor) -> torch.Tensor:
+        """``index`` repeated at its end to exactly ``micro_batch`` entries."""
+        missing = self.micro_batch - len(index)
+        return torch.cat([index, index[-1:].repeat(missing)]) if missing > 0 else index
+
+    def _encode_in_chunks(self, pixels: torch.Tensor) -> torch.Tensor:
+        """VAE latents of ``pixels``, in micro-batches (the last padded with its last tile)."""
+        chunks = []
+        for start in range(0, len(pixels), self.micro_batch):
+            index = self._padded(torch.arange(start, min(start + self.micro_batch, len(pixels))))
+            with autocast(self.device, self.precision):
+                chunks.append(self.model.encode_image(pixels[index.to(pixels.device)]))
+        return torch.cat(chunks)[: len(pixels)]
