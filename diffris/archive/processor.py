@@ -80,18 +80,13 @@ class SegmentProcessor:
         """Segment ``job.input`` into ``job.output`` (replacing it), tagged with ``job.tags``.
 
         Raises:
-            InputError: the job was planned for other prompts, or asks for a row range.
+            InputError: the job was planned for other prompts.
             DiffrisError: the scene cannot be read or the output written.
         """
         from diffris.inference.segment import segment_scene
 
         if job.prompt_hash != prompt_set_hash(list(self.prompts)):
             raise InputError(f"{job.input}: the job was planned for another prompt set")
-        if job.rows is not None:
-            raise InputError(
-                f"{job.input}: splitting a scene by rows needs segment_scene(rows=...), which "
-                "this version lacks; run without --split-rows"
-            )
         if self._predictor is None:
             self.setup(None)
         assert self._predictor is not None
@@ -104,6 +99,7 @@ class SegmentProcessor:
             model_id=job.model_id,
             overwrite=True,
             extra_tags=job.tags,
+            rows=job.rows,
         )
         return SceneOutcome(
             output=result.output,

@@ -248,6 +248,17 @@ class Grid:
             raise IndexError(f"tile index {index} outside a grid of {len(self)} tiles")
         return self.tile_at(*divmod(index, self.n_cols))
 
+    def rows_touching(self, start: int, stop: int) -> range:
+        """Grid rows whose windows overlap scene rows ``[start, stop)``."""
+        touching = [
+            row
+            for row, offset in enumerate(self.row_offsets)
+            if offset < stop and offset + min(self.tile, self.height - offset) > start
+        ]
+        if not touching:
+            raise ValueError(f"rows {start}:{stop} are outside the {self.height}-row scene")
+        return range(touching[0], touching[-1] + 1)
+
     def rows_done_after(self, row: int) -> int:
         """Scene rows ``[0, k)`` that no tile after grid row ``row`` touches; returns ``k``.
 

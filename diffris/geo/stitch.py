@@ -47,17 +47,32 @@ class Stitcher:
     Not thread-safe: call :meth:`add` from one thread, in row-major tile order.
     """
 
-    def __init__(self, grid: Grid, n_prompts: int, emit: EmitFn) -> None:
+    def __init__(
+        self, grid: Grid, n_prompts: int, emit: EmitFn, *, grid_rows: range | None = None
+    ) -> None:
         if n_prompts <= 0:
             raise ValueError(f"n_prompts must be positive, got {n_prompts}")
         self.grid = grid
+        #: Grid rows whose tiles are added (all by default). Rows from the first one's offset
+        #: to the end of the last one are emitted; the caller keeps those it needs (a part of
+        #: a scene split across workers): rows above the selection's second grid row may lack
+        #: the contributions of unselected tiles above.
+        self.grid_rows = grid_rows if grid_rows is not None else range(grid.n_rows)
+        if (
+            not self.grid_rows
+            or self.grid_rows.step != 1
+            or not (self.grid_rows.start >= 0 and self.grid_rows.stop <= grid.n_rows)
+        ):
+            raise ValueError(f"grid_rows {grid_rows} is not a run of rows of {grid!r}")
+        self._end = grid.rows_done_after(self.grid_rows.stop - 1)
         self.n_prompts = n_prompts
         self._emit = emit
         #: Rows the band can hold: one tile's height is enough (see module docstring).
         self.capacity = min(grid.tile, grid.height)
         self._acc = np.zeros((n_prompts, self.capacity, grid.width), dtype=np.float32)
         self._wsum = np.zeros((self.capacity, grid.width), dtype=np.float32)
-        self._base = 0  # scene row held in band row 0; every row above it has been emitted
+        # scene row held in band row 0; every row above it has been emitted (or is not ours)
+        self._base = grid.row_offsets[self.grid_rows.start]
         self._last_index = -1
         self._row = -1
         self._closed = False
@@ -96,6 +111,8 @@ class Stitcher:
             )
         if not 0 <= tile.index < len(self.grid) or self.grid.tile_by_index(tile.index) != tile:
             raise ValueError(f"tile {tile.index} does not belong to {self.grid!r}")
+        if tile.row not in self.grid_rows:
+            raise ValueError(f"tile {tile.index} is outside grid rows {self.grid_rows}")
         valid = self._fit(tile, valid, "valid", ()).astype(bool, copy=False)
         # Padding and nodata may hold anything (even NaN); only valid pixels are blended.
         probs = self._fit(tile, probs, "probs", (self.n_prompts,))
@@ -119,10 +136,10 @@ class Stitcher:
         """Emit the remaining rows and check the whole scene was emitted once."""
         if self._closed:
             return
-        self._flush(self.grid.height)
+        self._flush(self._end)
         self._closed = True
-        if self._base != self.grid.height:  # pragma: no cover - guards the flush logic
-            raise RuntimeError(f"emitted {self._base} of {self.grid.height} rows")
+        if self._base != self._end:  # pragma: no cover - guards the flush logic
+            raise RuntimeError(f"emitted rows up to {self._base}, not {self._end}")
 
     def _fit(self, tile: Tile, array: np.ndarray, name: str, lead: tuple[int, ...]) -> np.ndarray:
         """Crop a frame-sized array to the tile's valid part; check the shape."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,22 +51,24 @@ _DONE = object()
 
 
 def _read_batches(
-    open_source: Callable[[], WindowSource], grid: Grid, batch_size: int
+    open_source: Callable[[], WindowSource], tiles: Sequence[Tile], frame: int, batch_size: int
 ) -> Iterator[TileBatch]:
     source = open_source()
     try:
-        yield from _batches_from(source, grid, batch_size)
+        yield from _batches_from(source, tiles, frame, batch_size)
     finally:
         source.close()
 
 
-def _batches_from(source: WindowSource, grid: Grid, batch_size: int) -> Iterator[TileBatch]:
+def _batches_from(
+    source: WindowSource, grid_tiles: Sequence[Tile], frame: int, batch_size: int
+) -> Iterator[TileBatch]:
     read = source.read
     tiles: list[Tile] = []
     frames: list[np.ndarray] = []
     valids: list[np.ndarray] = []
     skipped = 0
-    for tile in grid:
+    for tile in grid_tiles:
         rgb, valid = read(tile.window)
         if not valid.any():
             skipped += 1
@@ -78,10 +80,8 @@ def _batches_from(source: WindowSource, grid: Grid, batch_size: int) -> Iterator
             yield TileBatch(tiles, np.stack(frames), np.stack(valids), skipped)
             tiles, frames, valids, skipped = [], [], [], 0
     if tiles or skipped:
-        frames_array = (
-            np.stack(frames) if frames else np.zeros((0, 3, grid.tile, grid.tile), np.uint8)
-        )
-        valid_array = np.stack(valids) if valids else np.zeros((0, grid.tile, grid.tile), bool)
+        frames_array = np.stack(frames) if frames else np.zeros((0, 3, frame, frame), np.uint8)
+        valid_array = np.stack(valids) if valids else np.zeros((0, frame, frame), bool)
         yield TileBatch(tiles, frames_array, valid_array, skipped)
 
 
@@ -91,16 +91,18 @@ def prefetch_batches(
     batch_size: int,
     *,
     depth: int = 2,
+    tiles: Sequence[Tile] | None = None,
 ) -> Iterator[TileBatch]:
     """Yield :class:`TileBatch` es read by a background thread, ``depth`` batches ahead.
 
     Args:
         open_source: called once, in the reading thread, to get a scene handle of its own
             (a rasterio dataset must not be shared between threads); closed at the end.
-        grid: the tiles to read.
+        grid: the grid the tiles come from.
         batch_size: tiles per batch (the last batch may be smaller, or empty with only
             ``skipped`` set).
         depth: batches held ready at most; bounds memory.
+        tiles: the tiles to read, in row-major order; None for the whole grid.
 
     Raises:
         Whatever the reader raised, re-raised in the consuming thread.
@@ -120,7 +122,8 @@ def prefetch_batches(
 
     def produce() -> None:
         try:
-            for batch in _read_batches(open_source, grid, batch_size):
+            chosen = list(grid) if tiles is None else tiles
+            for batch in _read_batches(open_source, chosen, grid.tile, batch_size):
                 if not put(batch):
                     return
             put(_DONE)

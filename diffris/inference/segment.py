@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 
 from diffris import __version__
 from diffris.config import Config
 from diffris.data.prompts import Prompt
+from diffris.errors import InputError
 from diffris.geo.grid import Grid
 from diffris.geo.scene import Scene
 from diffris.geo.sinks import open_sink
@@ -159,6 +161,15 @@ class _BackgroundWriter:
             raise self._error
 
 
+def _check_rows(rows: tuple[int, int] | None, height: int) -> tuple[int, int]:
+    if rows is None:
+        return 0, height
+    start, stop = rows
+    if not 0 <= start < stop <= height:
+        raise InputError(f"rows {start}:{stop} are not a range inside the scene's {height} rows")
+    return start, stop
+
+
 def segment_scene(
     scene_path: str | Path,
     output: str | Path,
@@ -170,6 +181,7 @@ def segment_scene(
     overwrite: bool = False,
     extra_tags: Mapping[str, str] | None = None,
     progress: ProgressFn | None = None,
+    rows: tuple[int, int] | None = None,
 ) -> SegmentResult:
     """Segment one scene for every prompt and publish the output atomically.
 
@@ -183,6 +195,10 @@ def segment_scene(
         overwrite: replace an existing output.
         extra_tags: more metadata (the archive runner adds its job key).
         progress: called as tiles complete.
+        rows: write only scene rows ``[start, stop)`` (an output of that height, its transform
+            shifted down by ``start`` rows). The grid stays anchored at the scene's origin and
+            every tile touching those rows is predicted, so the parts of a scene split across
+            workers, stacked, equal the whole scene's output pixel for pixel.
 
     Raises:
         DiffrisError: bad input, an existing output, an unwritable folder; nothing is left at
@@ -193,11 +209,14 @@ def segment_scene(
     creation_options = parse_creation_options(options.creation_options)
     with open_scene(scene_path, options) as scene:
         grid = Grid(scene.width, scene.height, tile=options.tile, overlap=options.overlap)
+        start, stop = _check_rows(rows, scene.height)
+        grid_rows = grid.rows_touching(start, stop)
+        tiles = [tile for r in grid_rows for tile in grid.tiles_in_row(r)]
         spec = OutputSpec(
             width=scene.width,
-            height=scene.height,
+            height=stop - start,
             crs=scene.crs,
-            transform=scene.transform,
+            transform=scene.transform @ Affine.translation(0, start),
             prompts=list(prompts),
             output_type=options.output_type,
             dtype=options.dtype,
@@ -208,12 +227,17 @@ def segment_scene(
         )
         done = skipped = 0
         with open_sink(output, spec, format=options.format, overwrite=overwrite) as sink:
-            writer = _BackgroundWriter(
-                lambda row_off, probs, valid: sink.write_rows(row_off, spec.encode(probs, valid))
-            )
-            stitcher = Stitcher(grid, len(prompts), writer.submit)
+
+            def write(row_off: int, probs: np.ndarray, valid: np.ndarray) -> None:
+                first, last = max(row_off, start), min(row_off + len(valid), stop)
+                if first < last:  # rows outside [start, stop) belong to another part
+                    block = slice(first - row_off, last - row_off)
+                    sink.write_rows(first - start, spec.encode(probs[:, block], valid[block]))
+
+            writer = _BackgroundWriter(write)
+            stitcher = Stitcher(grid, len(prompts), writer.submit, grid_rows=grid_rows)
             try:
-                for batch in prefetch_batches(scene.reopen, grid, options.batch_size):
+                for batch in prefetch_batches(scene.reopen, grid, options.batch_size, tiles=tiles):
                     skipped += batch.skipped
                     if batch.tiles:
                         probs = predictor.predict(batch.frames)
@@ -223,7 +247,7 @@ def segment_scene(
                             stitcher.add(tile, tile_probs, valid)
                     done += len(batch.tiles) + batch.skipped
                     if progress is not None:
-                        progress(done, len(grid))
+                        progress(done, len(tiles))
                 stitcher.close()
             finally:
                 writer.finish()
@@ -232,8 +256,8 @@ def segment_scene(
         scene=str(scene_path),
         output=str(output),
         width=grid.width,
-        height=grid.height,
-        tiles=len(grid),
+        height=stop - start,
+        tiles=len(tiles),
         skipped_tiles=skipped,
         seconds=round(time.perf_counter() - started, 3),
         peak_memory_mib=round(_peak_rss_mib(), 1),

@@ -124,3 +124,29 @@ def test_a_dask_worker_killed_mid_run_still_ends_with_every_scene_done(scenes, t
     assert {row.status for row in rows} == {"done"} and all(row.failures == 0 for row in rows)
     for name in NAMES:
         assert (tmp_path / "out" / name).is_file()
+
+
+def test_one_tall_scene_split_across_two_workers_equals_one_worker(tmp_path, restore_threads):
+    write_scene(tmp_path / "in" / "tall.tif", width=128, height=600, seed=9)
+    processor = SegmentProcessor(model="tiny", prompts=PROMPTS)
+    common = dict(
+        processor=processor,
+        model="tiny",
+        model_id=model_identity("tiny"),
+        prompts=PROMPTS,
+        options=processor.job_options(OPTIONS),
+    )
+    whole = archive(
+        tmp_path / "in", out_dir=tmp_path / "whole", backend=InlineBackend(threads=1), **common
+    )
+    split = archive(
+        tmp_path / "in",
+        out_dir=tmp_path / "split",
+        split_rows=256,
+        split_align=OPTIONS.tile,
+        backend=ProcessPoolBackend(2, threads=1),
+        **common,
+    )
+    assert whole.exit_code == split.exit_code == EXIT_OK
+    one, two = _read(tmp_path / "whole" / "tall.tif"), _read(tmp_path / "split" / "tall.tif")
+    assert np.array_equal(one[0], two[0]) and one[2] == two[2]

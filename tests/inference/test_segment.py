@@ -148,3 +148,37 @@ def test_tile_that_is_not_a_multiple_of_64_is_refused(tmp_path):
             SegmentOptions(tile=500),
             model_id="x",
         )
+
+
+@pytest.mark.parametrize("cuts", [(0, 300, 777), (0, 448, 512, 777), (0, 100, 777)])
+def test_parts_of_a_scene_stacked_equal_the_whole_scene(tmp_path, cuts):
+    scene = position_scene(tmp_path / "scene.tif", 500, 777)
+    options = _prob_options(tile=128, overlap=32)
+    whole = tmp_path / "whole.tif"
+    segment_scene(scene, whole, PositionPredictor(2), PROMPTS, options, model_id="x")
+    parts = []
+    for index, (start, stop) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
+        out = tmp_path / f"part{index}.tif"
+        result = segment_scene(
+            scene, out, PositionPredictor(2), PROMPTS, options, model_id="x", rows=(start, stop)
+        )
+        assert result.height == stop - start
+        with rasterio.open(out) as written:
+            assert written.transform == TRANSFORM @ TRANSFORM.translation(0, start)
+            parts.append(written.read())
+    with rasterio.open(whole) as written:
+        assert np.array_equal(np.concatenate(parts, axis=1), written.read())
+
+
+def test_rows_outside_the_scene_are_refused(tmp_path):
+    scene = position_scene(tmp_path / "scene.tif", 300, 300)
+    with pytest.raises(InputError, match="rows 200:400 are not a range inside the scene's 300"):
+        segment_scene(
+            scene,
+            tmp_path / "m.tif",
+            PositionPredictor(1),
+            PROMPTS[:1],
+            SegmentOptions(tile=128),
+            model_id="x",
+            rows=(200, 400),
+        )
