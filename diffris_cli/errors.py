@@ -44,7 +44,8 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except DiffrisError as error:
-            raise fail(str(error)) from None
+            # An error may carry its own exit code (a locked archive folder: 75, EX_TEMPFAIL).
+            raise fail(str(error), getattr(error, "exit_code", EXIT_FAILURE)) from None
         except KeyboardInterrupt:
             raise fail("interrupted", EXIT_INTERRUPTED) from None
 

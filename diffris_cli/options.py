@@ -40,3 +40,44 @@ OverlapOption = Annotated[
     int, typer.Option("--overlap", help="Pixels shared by neighbouring windows.")
 ]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+FormatOption = Annotated[
+    str | None,
+    typer.Option("--format", "-f", help="gtiff, cog or zarr (default: from the extension)."),
+]
+OutputTypeOption = Annotated[
+    str, typer.Option("--output-type", help="mask (uint8 0/1, nodata 255) or prob.")
+]
+DtypeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dtype",
+        help="For --output-type prob: uint8 (0-254, nodata 255) or float32 (nodata NaN).",
+    ),
+]
+ThresholdOption = Annotated[
+    float,
+    typer.Option("--threshold", help="Probability at or above which a pixel is in a mask."),
+]
+BandsOption = Annotated[
+    str | None,
+    typer.Option("--bands", help="1-based bands as R,G,B (e.g. 4,3,2) or one grey band."),
+]
+NodataOption = Annotated[float | None, typer.Option("--nodata", help="Extra input nodata value.")]
+StretchOption = Annotated[
+    str | None,
+    typer.Option(
+        "--stretch",
+        help="Manual min,max of the 8-bit stretch (default: scene 2-98 % percentiles).",
+    ),
+]
+CreationOption = Annotated[
+    list[str] | None,
+    typer.Option("--co", help="Format creation option KEY=VALUE; repeatable."),
+]
+PromptsFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--prompts",
+        help="Description file: YAML/JSON list of {id, text, threshold?}, or one prompt per line.",
+    ),
+]

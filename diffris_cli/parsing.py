@@ -34,3 +34,36 @@ def parse_numbers(value: str | None, flag: str, *, count: tuple[int, ...], kind:
         expected = " or ".join(str(c) for c in count)
         raise InputError(f"{flag} {value!r} has {len(numbers)} values; give {expected}")
     return numbers
+
+
+def segment_options(
+    *,
+    tile: int,
+    overlap: int,
+    batch_size: int,
+    threshold: float,
+    output_type: str,
+    dtype: str | None,
+    output_format: str | None,
+    bands: str | None,
+    nodata: float | None,
+    stretch: str | None,
+    creation_options: list[str] | None,
+):  # type: ignore[no-untyped-def]
+    """The :class:`~diffris.inference.segment.SegmentOptions` the scene flags describe."""
+    from diffris.geo.sinks.spec import OutputDtype, OutputFormat, OutputType
+    from diffris.inference.segment import SegmentOptions
+
+    return SegmentOptions(
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        threshold=threshold,
+        output_type=parse_enum(OutputType, output_type, "--output-type"),
+        dtype=parse_enum(OutputDtype, dtype, "--dtype") if dtype else None,
+        format=parse_enum(OutputFormat, output_format, "--format") if output_format else None,
+        bands=parse_numbers(bands, "--bands", count=(1, 3), kind=int),
+        nodata=nodata,
+        stretch=parse_numbers(stretch, "--stretch", count=(2,)),
+        creation_options=tuple(creation_options or ()),
+    )

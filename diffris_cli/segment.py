@@ -14,24 +14,32 @@ from diffris.data.prompts import Prompt, load_prompts, prompts_from_texts
 from diffris.devices import Precision
 from diffris.errors import InputError
 from diffris.geo.preview import write_preview
-from diffris.geo.sinks.spec import OutputDtype, OutputFormat, OutputType
 from diffris.inference.loading import load_predictor
 from diffris.inference.run import output_paths, plan_scene, preflight, segment_scenes
-from diffris.inference.segment import SegmentOptions, open_scene
+from diffris.inference.segment import open_scene
 from diffris_cli.console import out_console
 from diffris_cli.errors import user_errors
 from diffris_cli.options import (
+    BandsOption,
     BatchSizeOption,
+    CreationOption,
     DeviceOption,
+    DtypeOption,
+    FormatOption,
     JsonOption,
     ModelOption,
+    NodataOption,
+    OutputTypeOption,
     OverlapOption,
     OverwriteOption,
     PrecisionOption,
     PretrainedOption,
+    PromptsFileOption,
+    StretchOption,
+    ThresholdOption,
     TileOption,
 )
-from diffris_cli.parsing import parse_enum, parse_numbers
+from diffris_cli.parsing import parse_enum, segment_options
 from diffris_cli.progress import progress_bars
 
 log = logging.getLogger("diffris.cli")
@@ -63,55 +71,22 @@ def segment(
     text: Annotated[
         list[str] | None, typer.Option("--text", "-t", help="A description; repeat for several.")
     ] = None,
-    prompts_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--prompts",
-            help="Description file: YAML/JSON list of {id, text, threshold?}, or one prompt per line.",
-        ),
-    ] = None,
+    prompts_file: PromptsFileOption = None,
     model: ModelOption = None,
     pretrained: PretrainedOption = None,
-    output_format: Annotated[
-        str | None,
-        typer.Option("--format", "-f", help="gtiff, cog or zarr (default: from the extension)."),
-    ] = None,
-    output_type: Annotated[
-        str, typer.Option("--output-type", help="mask (uint8 0/1, nodata 255) or prob.")
-    ] = "mask",
-    dtype: Annotated[
-        str | None,
-        typer.Option(
-            "--dtype",
-            help="For --output-type prob: uint8 (0-254, nodata 255) or float32 (nodata NaN).",
-        ),
-    ] = None,
-    threshold: Annotated[
-        float,
-        typer.Option("--threshold", help="Probability at or above which a pixel is in a mask."),
-    ] = 0.5,
+    output_format: FormatOption = None,
+    output_type: OutputTypeOption = "mask",
+    dtype: DtypeOption = None,
+    threshold: ThresholdOption = 0.5,
     tile: TileOption = 512,
     overlap: OverlapOption = 64,
     batch_size: BatchSizeOption = 4,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
-    bands: Annotated[
-        str | None,
-        typer.Option("--bands", help="1-based bands as R,G,B (e.g. 4,3,2) or one grey band."),
-    ] = None,
-    nodata: Annotated[
-        float | None, typer.Option("--nodata", help="Extra input nodata value.")
-    ] = None,
-    stretch: Annotated[
-        str | None,
-        typer.Option(
-            "--stretch",
-            help="Manual min,max of the 8-bit stretch (default: scene 2-98 % percentiles).",
-        ),
-    ] = None,
-    creation_options: Annotated[
-        list[str] | None, typer.Option("--co", help="Format creation option KEY=VALUE; repeatable.")
-    ] = None,
+    bands: BandsOption = None,
+    nodata: NodataOption = None,
+    stretch: StretchOption = None,
+    creation_options: CreationOption = None,
     overwrite: OverwriteOption = False,
     dry_run: Annotated[
         bool,
@@ -137,27 +112,20 @@ def segment(
       diffris segment a.tif b.tif --prompts prompts.yaml -o masks/ --format cog
     """
     prompts = gather_prompts(text, prompts_file)
-    fmt = parse_enum(OutputFormat, output_format, "--format") if output_format else None
-    options = SegmentOptions(
+    options = segment_options(
         tile=tile,
         overlap=overlap,
         batch_size=batch_size,
         threshold=threshold,
-        output_type=parse_enum(OutputType, output_type, "--output-type"),
-        dtype=parse_enum(OutputDtype, dtype, "--dtype") if dtype else None,
-        format=fmt,
-        bands=parse_numbers(bands, "--bands", count=(1, 3), kind=int),
+        output_type=output_type,
+        dtype=dtype,
+        output_format=output_format,
+        bands=bands,
         nodata=nodata,
-        stretch=parse_numbers(stretch, "--stretch", count=(2,)),
-        creation_options=tuple(creation_options or ()),
+        stretch=stretch,
+        creation_options=creation_options,
     )
-    for scene in scenes:
-        if (
-            not str(scene).startswith(("/vsi", "http://", "https://", "s3://"))
-            and not scene.exists()
-        ):
-            raise InputError(f"{scene} does not exist; check the path")
-    outputs = output_paths(scenes, output, fmt)
+    outputs = output_paths(scenes, output, options.format)
     if preview and len(scenes) > 1:
         raise InputError("--preview works with one scene; run scenes separately for previews")
     if dry_run:

@@ -1,0 +1,278 @@
+"""``diffris archive``: segment every scene of a folder, glob or list; resumable, for cron."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from diffris.archive.backends import InlineBackend
+from diffris.archive.dask_backend import DaskBackend
+from diffris.archive.ledger import Ledger
+from diffris.archive.pool import ProcessPoolBackend
+from diffris.archive.processor import SegmentProcessor
+from diffris.archive.runner import ArchiveProgress, ArchiveReport
+from diffris.archive.runner import archive as run_archive
+from diffris.data.prompts import load_prompts
+from diffris.devices import Precision
+from diffris.errors import InputError
+from diffris.inference.loading import model_identity
+from diffris_cli.console import out_console
+from diffris_cli.errors import user_errors
+from diffris_cli.logs import configure_logging
+from diffris_cli.options import (
+    BandsOption,
+    BatchSizeOption,
+    CreationOption,
+    DeviceOption,
+    DtypeOption,
+    FormatOption,
+    JsonOption,
+    ModelOption,
+    NodataOption,
+    OutputTypeOption,
+    OverlapOption,
+    PrecisionOption,
+    PretrainedOption,
+    StretchOption,
+    ThresholdOption,
+    TileOption,
+)
+from diffris_cli.parsing import parse_enum, segment_options
+from diffris_cli.progress import progress_bars
+
+log = logging.getLogger("diffris.cli")
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    # cron and systemd stop jobs with SIGTERM: treat it like Ctrl-C so the runner returns
+    # running scenes to pending and stops its workers.
+    raise KeyboardInterrupt
+
+
+def _backend(workers: int, gpus: int, scheduler: str | None, threads: int | None, device: str):
+    if scheduler:
+        return DaskBackend(
+            scheduler,
+            n_workers=max(workers, gpus, 1),
+            gpu=gpus > 0,
+            threads=None if gpus else threads or 1,
+        )
+    if gpus > 0:
+        return ProcessPoolBackend(gpus, devices=[f"cuda:{i}" for i in range(gpus)], threads=threads)
+    if workers > 1:
+        per_worker = threads or max(1, (os.cpu_count() or 1) // workers)
+        return ProcessPoolBackend(workers, threads=per_worker)
+    return InlineBackend(device, threads=threads)
+
+
+@user_errors
+def archive(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A folder (recursive), a glob such as 'data/**/*.tif', a text file listing scenes, or 'status'.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output folder; holds the ledger (diffris-ledger.sqlite) and the lock.",
+        ),
+    ],
+    prompts_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--prompts",
+            help="Description file (YAML/JSON list of {id, text, threshold?}, or one prompt per line).",
+        ),
+    ] = None,
+    model: ModelOption = None,
+    pretrained: PretrainedOption = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Worker processes on this machine (CPU), each taking whole scenes.",
+        ),
+    ] = 1,
+    gpus: Annotated[
+        int, typer.Option("--gpus", min=0, help="One worker process per GPU (cuda:0..N-1).")
+    ] = 0,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="'local' for a dask LocalCluster, or an existing scheduler address (tcp://head:8786).",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="torch threads per worker; fix it for bit-identical outputs across worker counts.",
+        ),
+    ] = None,
+    retries: Annotated[
+        int,
+        typer.Option(
+            "--retries",
+            min=0,
+            help="Later runs retry a failed scene while it failed at most this many times.",
+        ),
+    ] = 2,
+    hash_content: Annotated[
+        bool,
+        typer.Option(
+            "--hash-content",
+            help="Identify inputs by a SHA-256 of their content, not size and mtime.",
+        ),
+    ] = False,
+    split_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--split-rows",
+            min=1,
+            help="Split GeoTIFF scenes taller than this many rows across workers.",
+        ),
+    ] = None,
+    output_format: FormatOption = None,
+    output_type: OutputTypeOption = "mask",
+    dtype: DtypeOption = None,
+    threshold: ThresholdOption = 0.5,
+    tile: TileOption = 512,
+    overlap: OverlapOption = 64,
+    batch_size: BatchSizeOption = 4,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
+    bands: BandsOption = None,
+    nodata: NodataOption = None,
+    stretch: StretchOption = None,
+    creation_options: CreationOption = None,
+    log_file: Annotated[
+        Path | None, typer.Option("--log-file", help="Also append log lines to this file.")
+    ] = None,
+    show_all: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="With 'status': every ledger row, not only the latest per output."
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Segment every scene of an archive; rerun it (e.g. nightly from cron) to do only what changed.
+
+    A scene is skipped when its ledger row is done and its output still carries the run's job
+    tag; a changed input, model, prompt file or option reprocesses it. Exit codes: 0 every scene
+    done, 1 some scene failed, 75 another run holds the folder.
+
+    Examples:
+
+      diffris archive /data/incoming --prompts prompts.yaml -o /data/masks --model runs/best
+
+      diffris archive "/data/**/*.tif" --prompts p.yaml -o out/ --gpus 4
+
+      diffris archive status -o /data/masks
+    """
+    if source == "status":
+        _status(output, show_all=show_all, as_json=as_json)
+        return
+    if log_file is not None:
+        configure_logging(0, False, log_file)
+    if prompts_file is None:
+        raise InputError("no prompts given; pass --prompts prompts.yaml")
+    if model is None:
+        raise InputError(
+            "no model given; pass --model with a trained-model folder, or set DIFFRIS_MODEL"
+        )
+    prompts = load_prompts(prompts_file)
+    options = segment_options(
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        threshold=threshold,
+        output_type=output_type,
+        dtype=dtype,
+        output_format=output_format,
+        bands=bands,
+        nodata=nodata,
+        stretch=stretch,
+        creation_options=creation_options,
+    )
+    processor = SegmentProcessor(
+        model=model,
+        prompts=tuple(prompts),
+        precision=parse_enum(Precision, precision, "--precision"),
+        pretrained=pretrained,
+    )
+    suffix = ".zarr" if options.format is not None and options.format.value == "zarr" else ".tif"
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    with progress_bars("scenes", quiet=as_json) as progress_for:
+        update = progress_for("archive", 0)
+
+        def progress(state: ArchiveProgress) -> None:
+            update(state.done + state.failed, state.to_run)
+
+        report = run_archive(
+            source,
+            out_dir=output,
+            processor=processor,
+            model=model,
+            model_id=model_identity(model),
+            prompts=prompts,
+            options=processor.job_options(options),
+            suffix=suffix,
+            backend=_backend(workers, gpus, scheduler, threads, device),
+            retries=retries,
+            hash_content=hash_content,
+            split_rows=split_rows,
+            split_align=options.tile,
+            progress=progress,
+        )
+    _print_report(report, as_json)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+def _print_report(report: ArchiveReport, as_json: bool) -> None:
+    if as_json:
+        out_console.print_json(json.dumps(report.to_dict()))
+        return
+    counts = ", ".join(f"{count} {status}" for status, count in report.counts.items() if count)
+    out_console.print(f"{report.out_dir}: {counts or 'nothing to do'} in {report.seconds:.1f} s")
+    for result in report.results:
+        if result.status in ("failed", "given-up"):
+            out_console.print(f"[red]{result.status}[/] {result.input}: {result.error}")
+
+
+def _status(output: Path, *, show_all: bool, as_json: bool) -> None:
+    if not (output / "diffris-ledger.sqlite").is_file():
+        raise InputError(
+            f"{output} has no archive ledger (diffris-ledger.sqlite); run diffris archive -o {output} first"
+        )
+    summary = Ledger.for_output(output, readonly=True).summary(all_rows=show_all)
+    if as_json:
+        out_console.print_json(json.dumps(summary.to_dict()))
+        return
+    counts = Table(title=f"{summary.ledger}")
+    for status in summary.counts:
+        counts.add_column(status)
+    counts.add_row(*(str(value) for value in summary.counts.values()))
+    rows = Table()
+    for column in ("status", "input", "output", "attempts", "seconds", "error"):
+        rows.add_column(column)
+    for row in summary.rows:
+        seconds = f"{row.seconds:.1f}" if row.seconds is not None else ""
+        rows.add_row(row.status, row.input, row.output, str(row.attempts), seconds, row.error or "")
+    out_console.print(counts, rows)

@@ -1,0 +1,172 @@
+"""``diffris evaluate``: score a model or a folder of predicted masks on a benchmark split."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from diffris.devices import Precision
+from diffris.eval.evaluate import EvaluateOptions, EvaluationResult, check_outputs, evaluate
+from diffris.eval.metrics import Resolution
+from diffris_cli.console import out_console
+from diffris_cli.errors import user_errors
+from diffris_cli.options import (
+    DeviceOption,
+    ModelOption,
+    OverwriteOption,
+    PrecisionOption,
+    PretrainedOption,
+)
+from diffris_cli.parsing import parse_enum
+from diffris_cli.progress import progress_bars
+
+log = logging.getLogger("diffris.cli")
+
+
+@user_errors
+def evaluate_command(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="rrsisd, refsegrs or risbench.")],
+    data_root: Annotated[
+        Path, typer.Option("--data-root", help="The dataset folder (layout in the README).")
+    ],
+    split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "test",
+    model: ModelOption = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--predictions",
+            help="Folder of predicted masks, one PNG/TIFF per sample id (instead of --model).",
+        ),
+    ] = None,
+    pretrained: PretrainedOption = None,
+    image_size: Annotated[
+        int, typer.Option("--image-size", help="Network input size S in pixels (S x S).")
+    ] = 512,
+    resolution: Annotated[
+        str,
+        typer.Option(
+            "--resolution",
+            help="input: compare at S x S with the nearest-resized ground truth (the standard "
+            "protocol); original: at the image's own size.",
+        ),
+    ] = "input",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Samples per model batch.")
+    ] = 8,
+    workers: Annotated[
+        int, typer.Option("--workers", min=0, help="Processes reading samples (0: none).")
+    ] = 0,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", min=1, help="Score only the first N samples of the split."),
+    ] = None,
+    json_path: Annotated[
+        str | None,
+        typer.Option(
+            "--json", metavar="PATH", help="Write the scores as JSON to PATH ('-': stdout only)."
+        ),
+    ] = None,
+    per_sample: Annotated[
+        bool, typer.Option("--per-sample", help="Add each sample's I, U and IoU to the JSON.")
+    ] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write a self-contained HTML report with a gallery."),
+    ] = None,
+    gallery: Annotated[
+        int, typer.Option("--gallery", min=0, help="Best and worst samples in the report.")
+    ] = 8,
+    overwrite: OverwriteOption = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Score a model, or another method's predicted masks, on a benchmark split.
+
+    Metrics follow the protocol of the field: per sentence, IoU = 0 when the union is empty,
+    Pr@0.5-0.9 (IoU >= X), oIoU = sum I / sum U, mIoU = mean IoU, x100; nothing is dropped.
+
+    Examples:
+
+      diffris evaluate --dataset rrsisd --data-root /data/RRSIS-D --split test --model runs/best
+
+      diffris evaluate -d refsegrs --data-root /data/RefSegRS --split val --predictions preds/ --json scores.json
+
+      diffris evaluate -d risbench --data-root /data/RISBench --model runs/best --report report.html
+    """
+    if predictions is not None and model is not None and model == os.environ.get("DIFFRIS_MODEL"):
+        log.debug("--predictions given: ignoring DIFFRIS_MODEL=%s", model)
+        model = None
+    to_stdout = json_path == "-"
+    check_outputs([json_path, report], overwrite=overwrite)
+    options = EvaluateOptions(
+        image_size=image_size,
+        resolution=parse_enum(Resolution, resolution, "--resolution"),
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        precision=parse_enum(Precision, precision, "--precision"),
+        limit=limit,
+        gallery=gallery if report is not None else 0,
+    )
+    with progress_bars("samples", quiet=quiet or to_stdout) as progress_for:
+        result = evaluate(
+            dataset,
+            data_root,
+            split,
+            model=model,
+            predictions=predictions,
+            pretrained=pretrained,
+            options=options,
+            progress=progress_for(f"{dataset} {split}", 0),
+        )
+    if json_path is not None and not to_stdout:
+        result.write_json(json_path, samples=per_sample)
+    if report is not None:
+        result.write_report(report)
+    if to_stdout:
+        out_console.print_json(json.dumps(result.to_dict(samples=per_sample)))
+        return
+    _print_result(result)
+    for written in (json_path, report):
+        if written is not None:
+            out_console.print(f"wrote {written}", highlight=False)
+
+
+def _print_result(result: EvaluationResult) -> None:
+    scores, settings = result.scores, result.settings
+    source = settings.get("model") or f"predictions {settings.get('predictions')}"
+    table = Table(title=result.title)
+    figures = scores.figures()
+    for column in ("samples", *figures):
+        table.add_column(column, justify="right")
+    table.add_row(str(scores.n), *(f"{value:.2f}" for value in figures.values()))
+    out_console.print(table)
+    if scores.per_category:
+        categories = Table(title="Per category")
+        categories.add_column("category")
+        for column in ("n", "mIoU", "oIoU", "Pr@0.5"):
+            categories.add_column(column, justify="right")
+        for name, part in scores.per_category.items():
+            categories.add_row(
+                name, str(part.n), f"{part.miou:.2f}", f"{part.oiou:.2f}", f"{part.pr_at[0.5]:.2f}"
+            )
+        out_console.print(categories)
+    resolution = settings["resolution"]
+    size = settings["image_size"]
+    where = (
+        f"the {size}x{size} input size"
+        if resolution == Resolution.INPUT.value
+        else "the original image size"
+    )
+    out_console.print(
+        f"Scored {scores.n} of {settings['split_samples']} samples of {settings['dataset']} "
+        f"{settings['split']} ({source}; {resolution} resolution: compared at {where}; x100).",
+        highlight=False,
+    )

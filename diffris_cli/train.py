@@ -1,0 +1,325 @@
+"""``diffris train``: train the CP-adapter and decoder on a benchmark or a synthetic dataset.
+
+Every option defaults to None here: the defaults live in :class:`diffris.train.TrainConfig`
+(the paper's recipe), and a resumed run can tell a flag the user gave from one left alone.
+Also runnable as ``python -m diffris_cli.train`` (e.g. under ``torchrun``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from diffris.devices import Precision
+from diffris.errors import InputError, InputNotFoundError
+from diffris.train import Ablation, LaunchOptions, TrainConfig
+from diffris.train.config import TRAIN_DATASETS
+from diffris.train.distributed import torchrun_env
+from diffris.train.launch import train as run_training
+from diffris_cli.console import out_console
+from diffris_cli.errors import user_errors
+from diffris_cli.options import JsonOption, OverwriteOption, PretrainedOption
+from diffris_cli.parsing import parse_enum
+from diffris_cli.train_progress import training_progress
+
+log = logging.getLogger("diffris.cli")
+
+_RECIPE = "Recipe (defaults: the paper's)"
+_MODEL = "Model and ablations"
+_RUN = "Processes and run folder"
+
+
+def _flag(help_text: str, panel: str, *names: str) -> Any:
+    return typer.Option(*names, help=help_text, rich_help_panel=panel, show_default=False)
+
+
+def build_config(base: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
+    """A :class:`TrainConfig` from a base dict (``--config``) and the flags given."""
+    values = {**base, **{key: value for key, value in overrides.items() if value is not None}}
+    return TrainConfig.from_dict(values)
+
+
+def read_config_file(path: Path | None) -> dict[str, Any]:
+    """A ``--config`` YAML file: a run's ``config.yaml`` or a plain mapping of TrainConfig keys."""
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise InputNotFoundError(f"--config {path} does not exist")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise InputError(f"--config {path} is not valid YAML: {err}") from err
+    if isinstance(document, dict) and isinstance(document.get("config"), dict):
+        document = document["config"]
+    if not isinstance(document, dict):
+        raise InputError(f"--config {path} must hold a mapping of training options")
+    return document
+
+
+@user_errors
+def train(
+    dataset: Annotated[
+        str | None, _flag(f"One of: {', '.join(TRAIN_DATASETS)}.", _RECIPE, "--dataset")
+    ] = None,
+    data_root: Annotated[Path | None, _flag("The dataset folder.", _RECIPE, "--data-root")] = None,
+    output: Annotated[
+        Path | None, _flag("The run folder to create.", _RUN, "--output", "-o")
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        _flag("Continue the run saved in this folder, exactly where it stopped.", _RUN, "--resume"),
+    ] = None,
+    overwrite: OverwriteOption = False,
+    config_file: Annotated[
+        Path | None,
+        _flag(
+            "YAML of training options (e.g. a run's config.yaml); flags override it.",
+            _RECIPE,
+            "--config",
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None, _flag("Backbone preset: sd15 (default) or tiny.", _MODEL, "--preset")
+    ] = None,
+    pretrained: PretrainedOption = None,
+    epochs: Annotated[int | None, _flag("Epochs (40).", _RECIPE, "--epochs")] = None,
+    batch_size: Annotated[
+        int | None, _flag("GLOBAL batch over all processes (32).", _RECIPE, "--batch-size")
+    ] = None,
+    device_batch: Annotated[
+        int | None,
+        _flag(
+            "Samples per forward pass on one process; smaller than batch/processes means "
+            "gradient accumulation (default: batch/processes).",
+            _RECIPE,
+            "--device-batch",
+        ),
+    ] = None,
+    lr: Annotated[
+        float | None,
+        _flag(
+            "Peak learning rate, poly-decayed. Default 5e-5 is a choice: the paper's figure is "
+            "missing from its text (5e-5 follows LAVT/VPD).",
+            _RECIPE,
+            "--lr",
+        ),
+    ] = None,
+    weight_decay: Annotated[
+        float | None, _flag("AdamW weight decay (0.01).", _RECIPE, "--weight-decay")
+    ] = None,
+    poly_power: Annotated[
+        float | None, _flag("Exponent of (1 - it/total) (0.9).", _RECIPE, "--poly-power")
+    ] = None,
+    image_size: Annotated[
+        int | None,
+        _flag("Network input side in px, multiple of 64 (512).", _RECIPE, "--image-size"),
+    ] = None,
+    precision: Annotated[
+        str | None, _flag("fp32 (default), bf16 or fp16 (autocast).", _RECIPE, "--precision")
+    ] = None,
+    seed: Annotated[int | None, _flag("Seed of everything random (0).", _RECIPE, "--seed")] = None,
+    cache_latents: Annotated[
+        bool | None,
+        _flag(
+            "Encode each training image with the VAE once and reuse it every epoch.",
+            _RECIPE,
+            "--cache-latents/--no-cache-latents",
+        ),
+    ] = None,
+    val_every: Annotated[
+        int | None, _flag("Validate every N epochs (1).", _RECIPE, "--val-every")
+    ] = None,
+    train_split: Annotated[
+        str | None, _flag("Split to train on.", _RECIPE, "--train-split")
+    ] = None,
+    val_split: Annotated[
+        str | None, _flag('Split to validate on ("" for none).', _RECIPE, "--val-split")
+    ] = None,
+    no_global_context: Annotated[
+        bool, _flag("Ablation: CP-adapter without global context.", _MODEL, "--no-global-context")
+    ] = False,
+    no_object_reasoning: Annotated[
+        bool,
+        _flag("Ablation: CP-adapter without object reasoning.", _MODEL, "--no-object-reasoning"),
+    ] = False,
+    no_domain_adjustment: Annotated[
+        bool,
+        _flag("Ablation: CP-adapter without domain adjustment.", _MODEL, "--no-domain-adjustment"),
+    ] = False,
+    no_multi_scale: Annotated[
+        bool, _flag("Ablation: PCMRD without multi-scale fusion.", _MODEL, "--no-multi-scale")
+    ] = False,
+    no_query_tokens: Annotated[
+        bool,
+        _flag("Ablation: no query tokens (dynamic convolution).", _MODEL, "--no-query-tokens"),
+    ] = False,
+    soft_assignment: Annotated[
+        bool,
+        _flag("Ablation: soft instead of hard Gumbel assignment.", _MODEL, "--soft-assignment"),
+    ] = False,
+    gpus: Annotated[
+        int | None, _flag("CUDA processes to start (default: 1 if CUDA, else 0).", _RUN, "--gpus")
+    ] = None,
+    procs: Annotated[
+        int | None, _flag("CPU processes (gloo) when --gpus 0 (1).", _RUN, "--procs")
+    ] = None,
+    workers: Annotated[
+        int | None, _flag("Data-loader workers per process (2).", _RUN, "--workers")
+    ] = None,
+    threads: Annotated[
+        int | None, _flag("Torch threads per process (CPUs / processes).", _RUN, "--threads")
+    ] = None,
+    save_every: Annotated[
+        int | None,
+        _flag(
+            "Also save the resumable state every N steps (200; 0 = epoch ends).",
+            _RUN,
+            "--save-every",
+        ),
+    ] = None,
+    max_steps: Annotated[
+        int | None, _flag("Stop after N optimiser steps (smoke tests).", _RUN, "--max-steps")
+    ] = None,
+    deterministic: Annotated[
+        bool, _flag("torch.use_deterministic_algorithms.", _RUN, "--deterministic")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Train DiffRIS's CP-adapter and PCMRD decoder (the backbone stays frozen).
+
+    Examples:
+
+      diffris train --dataset risbench --data-root /data/RISBench --pretrained /models/sd-1-5 --gpus 8 -o runs/risbench
+
+      diffris train --dataset synthetic --data-root synth/ --preset tiny --epochs 5 -o runs/demo
+
+      diffris train --resume runs/risbench
+
+      torchrun --nnodes 2 --nproc-per-node 8 ... -m diffris_cli.train --dataset risbench ... -o runs/x
+    """
+    if resume is not None and output is not None and output != resume:
+        raise InputError(f"-o {output} and --resume {resume} differ; --resume alone names the run")
+    folder = resume or output
+    if folder is None:
+        raise InputError("no run folder given; pass -o runs/NAME (or --resume runs/NAME)")
+    flags = {
+        "global_context": no_global_context,
+        "object_reasoning": no_object_reasoning,
+        "domain_adjustment": no_domain_adjustment,
+        "multi_scale": no_multi_scale,
+        "query_tokens": no_query_tokens,
+        "hard_assignment": soft_assignment,
+    }
+    switches = {field: False for field, off in flags.items() if off}
+    overrides: dict[str, Any] = {
+        "dataset": dataset,
+        "data_root": str(data_root) if data_root is not None else None,
+        "preset": preset,
+        "pretrained": str(pretrained) if pretrained is not None else None,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "device_batch": device_batch,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "poly_power": poly_power,
+        "image_size": image_size,
+        "precision": parse_enum(Precision, precision, "--precision") if precision else None,
+        "seed": seed,
+        "cache_latents": cache_latents,
+        "val_every": val_every,
+        "train_split": train_split,
+        "val_split": val_split,
+    }
+    base = read_config_file(config_file)
+    if switches:
+        base["ablation"] = Ablation.from_dict({**base.get("ablation", {}), **switches}).to_dict()
+    given = {key: value for key, value in overrides.items() if value is not None}
+    config: TrainConfig | None
+    if resume is not None:
+        # only what the user actually set is compared with the saved run
+        config = None if not (given or base) else _resume_check(resume, base, given)
+    else:
+        if dataset is None and "dataset" not in base:
+            raise InputError(f"no --dataset given; choose one of: {', '.join(TRAIN_DATASETS)}")
+        config = build_config(base, overrides)
+    launch = _launch_options(gpus, procs, workers, threads, save_every, max_steps, deterministic)
+    with training_progress(quiet=quiet or as_json) as on_event:
+        result = run_training(
+            config,
+            folder,
+            launch=launch,
+            resume=resume is not None,
+            overwrite=overwrite,
+            on_event=on_event,
+        )
+    if as_json:
+        out_console.print_json(json.dumps(result.__dict__))
+    elif not quiet:
+        best = result.best
+        summary = (
+            f"best epoch {best['epoch']}: oIoU {best['scores']['oIoU']:.2f}, "
+            f"mIoU {best['scores']['mIoU']:.2f}"
+            if best
+            else "not validated"
+        )
+        state = "finished" if result.finished else "stopped (resume with --resume)"
+        out_console.print(
+            f"{result.run}: {state} after {result.steps} steps in {result.seconds:.0f} s; {summary}"
+        )
+
+
+def _resume_check(folder: Path, base: dict[str, Any], given: dict[str, Any]) -> TrainConfig:
+    """The saved config with the given flags applied (the library refuses any difference)."""
+    from diffris.train.run_folder import RunFolder, read_config
+
+    saved = read_config(RunFolder(folder)).to_dict()
+    return build_config({**saved, **base}, given)
+
+
+def _launch_options(
+    gpus: int | None,
+    procs: int | None,
+    workers: int | None,
+    threads: int | None,
+    save_every: int | None,
+    max_steps: int | None,
+    deterministic: bool,
+) -> LaunchOptions:
+    if torchrun_env() is not None and (gpus is not None or procs is not None):
+        log.info("running under torchrun: --gpus/--procs are ignored (torchrun starts the ranks)")
+    if gpus is None:
+        import torch
+
+        gpus = 1 if torch.cuda.is_available() and not procs else 0
+    if gpus > 0 and procs not in (None, 1):
+        raise InputError(f"--procs {procs} is for CPU training; with --gpus {gpus} leave it out")
+    values: dict[str, Any] = {
+        "gpus": gpus,
+        "procs": procs,
+        "workers": workers,
+        "threads": threads,
+        "save_every": save_every,
+        "max_steps": max_steps,
+        "deterministic": deterministic,
+    }
+    return LaunchOptions.from_dict({k: v for k, v in values.items() if v is not None})
+
+
+def main() -> None:
+    """``python -m diffris_cli.train``: this command alone (e.g. under torchrun)."""
+    from diffris_cli.logs import configure_logging
+
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(train)
+    configure_logging(0, False)
+    app()
+
+
+if __name__ == "__main__":
+    main()

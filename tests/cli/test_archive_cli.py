@@ -1,0 +1,83 @@
+"""``diffris archive`` from the command line: real SQLite ledger, real files, the tiny model."""
+
+import json
+
+from typer.testing import CliRunner
+
+from diffris.archive.lock import EXIT_LOCKED, OutputLock
+from diffris_cli.app import app
+from tests.archive.archive_helpers import write_corrupt, write_scene
+
+runner = CliRunner()
+
+
+def _archive(source, out, prompts, *extra):
+    return runner.invoke(
+        app,
+        [
+            "archive",
+            str(source),
+            "--prompts",
+            str(prompts),
+            "-o",
+            str(out),
+            "--model",
+            "tiny",
+            "--tile",
+            "64",
+            "--overlap",
+            "16",
+            "--threads",
+            "1",
+            "--json",
+            *extra,
+        ],
+    )
+
+
+def test_archive_run_rerun_and_status(tmp_path):
+    incoming = tmp_path / "incoming"
+    write_scene(incoming / "a.tif", seed=1)
+    write_scene(incoming / "sub" / "b.tif", seed=2)
+    write_corrupt(incoming / "c.tif")
+    prompts = tmp_path / "prompts.yaml"
+    prompts.write_text("- id: roofs\n  text: the red roofs\n")
+    out = tmp_path / "masks"
+
+    first = _archive(incoming, out, prompts)
+    assert first.exit_code == 1, first.output
+    statuses = {
+        r["input"].rsplit("/", 1)[-1]: r["status"] for r in json.loads(first.stdout)["scenes"]
+    }
+    assert statuses == {"a.tif": "done", "b.tif": "done", "c.tif": "failed"}
+    assert (out / "a.tif").is_file() and (out / "sub" / "b.tif").is_file()
+    assert not (out / "c.tif").exists()
+
+    again = _archive(incoming, out, prompts)
+    statuses = {
+        r["input"].rsplit("/", 1)[-1]: r["status"] for r in json.loads(again.stdout)["scenes"]
+    }
+    assert statuses == {"a.tif": "skipped", "b.tif": "skipped", "c.tif": "failed"}
+
+    status = runner.invoke(app, ["archive", "status", "-o", str(out), "--json"])
+    assert status.exit_code == 0, status.output
+    summary = json.loads(status.stdout)
+    assert summary["counts"]["done"] == 2 and summary["counts"]["failed"] == 1
+    (failed,) = [row for row in summary["rows"] if row["status"] == "failed"]
+    assert failed["input"].endswith("c.tif") and failed["error"]
+
+
+def test_a_second_run_exits_at_once_with_the_lock_message(tmp_path):
+    write_scene(tmp_path / "in" / "a.tif")
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("red roofs\n")
+    with OutputLock(tmp_path / "out"):
+        result = _archive(tmp_path / "in", tmp_path / "out", prompts)
+    assert result.exit_code == EXIT_LOCKED
+    assert "holds" in result.output and "Traceback" not in result.output
+
+
+def test_status_of_a_folder_without_a_ledger_is_one_clear_line(tmp_path):
+    result = runner.invoke(app, ["archive", "status", "-o", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "has no archive ledger" in result.output and "Traceback" not in result.output
