@@ -1,0 +1,110 @@
+"""Training in one process: the run folder, a frozen backbone, exact gradient accumulation,
+latent caching, and a NaN stop."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from diffris.errors import TrainingDivergedError
+from diffris.models.build import build_diffris, load_model
+from diffris.train import Ablation, EpochEvent, StepEvent, train
+from diffris.train import state as state_io
+from diffris.train.run_folder import RunFolder, read_config, read_metrics
+from tests.train.helpers import quick_launch, small_config, step_losses
+
+
+def test_run_folder_holds_config_metrics_models_and_state(synth_root: Path, tmp_path: Path) -> None:
+    config = small_config(synth_root)
+    events: list[object] = []
+    result = train(config, tmp_path / "run", launch=quick_launch(), on_event=events.append)
+    run = RunFolder(tmp_path / "run")
+    assert result.finished and result.steps == 8 and result.epochs == 2
+    assert read_config(run) == config  # everything needed to reproduce the run
+
+    records = read_metrics(run.metrics)
+    steps = [r for r in records if r["type"] == "step"]
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert [r["step"] for r in steps] == list(range(1, 9))
+    assert all(r["lr"] <= 1e-3 and r["samples_per_s"] > 0 for r in steps)
+    assert steps[0]["lr"] == 1e-3 and steps[-1]["lr"] < steps[1]["lr"]  # poly decay
+    assert [r["epoch"] for r in epochs] == [1, 2] and epochs[0]["val"]["n"] == 4
+    assert sum(isinstance(e, StepEvent) for e in events) == 8
+    assert sum(isinstance(e, EpochEvent) for e in events) == 2
+
+    # the best epoch is the one with the highest validation oIoU (the first on ties)
+    best_epoch = max(epochs, key=lambda r: (r["val"]["oIoU"], -r["epoch"]))["epoch"]
+    assert result.best is not None and result.best["epoch"] == best_epoch
+    best_meta = json.loads((run.best / "metadata.json").read_text())
+    assert best_meta["training"]["epoch"] == best_epoch
+    assert best_meta["metrics"]["oIoU"] == result.best["scores"]["oIoU"]
+
+    # only the heads changed: the loaded model's backbone is the untouched tiny one
+    last = load_model(run.last)
+    fresh = build_diffris("tiny", seed=config.seed)
+    for (name, a), (_, b) in zip(
+        last.backbone.state_dict().items(), fresh.backbone.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    changed = [
+        name
+        for (name, a), (_, b) in zip(
+            last.named_trainable_parameters(), fresh.named_trainable_parameters(), strict=True
+        )
+        if not torch.equal(a, b)
+    ]
+    assert len(changed) > 0.9 * len(list(fresh.named_trainable_parameters()))
+    tensors, meta = state_io.load_state(run.root)
+    assert (meta["epoch"], meta["step_in_epoch"], meta["global_step"]) == (2, 0, 8)
+    assert any(name.startswith("optimizer/") for name in tensors)
+    assert tensors["rng/0/cpu"].dtype == torch.uint8
+
+
+def test_gradient_accumulation_equals_one_big_batch(synth_root: Path, tmp_path: Path) -> None:
+    # soft assignment: no Gumbel noise, whose draws depend on the micro-batch composition
+    soft = Ablation(hard_assignment=False)
+    common = {"epochs": 1, "val_split": "", "ablation": soft}
+    train(
+        small_config(synth_root, device_batch=4, **common), tmp_path / "big", launch=quick_launch()
+    )
+    train(
+        small_config(synth_root, device_batch=1, **common), tmp_path / "acc", launch=quick_launch()
+    )
+    big, accumulated = step_losses(tmp_path / "big"), step_losses(tmp_path / "acc")
+    assert big.keys() == accumulated.keys() == {1, 2, 3, 4}
+    for step in big:
+        assert accumulated[step] == pytest.approx(big[step], rel=1e-5)
+    # Adam turns rounding-level gradient differences of near-zero gradients into visible
+    # parameter differences; 3e-4 is well below one step's update (lr 1e-3) but far above them
+    a = load_file(tmp_path / "big" / "last" / "model.safetensors")
+    b = load_file(tmp_path / "acc" / "last" / "model.safetensors")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=3e-4)
+
+
+def test_cached_latents_give_the_same_losses(synth_root: Path, tmp_path: Path) -> None:
+    common = {"epochs": 1, "val_split": ""}
+    train(small_config(synth_root, **common), tmp_path / "plain", launch=quick_launch())
+    train(
+        small_config(synth_root, cache_latents=True, **common),
+        tmp_path / "cached",
+        launch=quick_launch(),
+    )
+    plain, cached = step_losses(tmp_path / "plain"), step_losses(tmp_path / "cached")
+    assert plain.keys() == cached.keys() and len(plain) == 4
+    for step in plain:
+        assert cached[step] == pytest.approx(plain[step], rel=1e-5)
+    stored = load_file(tmp_path / "cached" / "latents.safetensors")["latents"]
+    assert stored.shape == (16, 4, 16, 16)  # one latent per training image, 16² at 128² px
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_state(
+    synth_root: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(TrainingDivergedError, match=r"loss became nan at step \d+ .*--lr"):
+        train(small_config(synth_root, lr=1e30, epochs=1), tmp_path / "run", launch=quick_launch())
+    tensors, meta = state_io.load_state(tmp_path / "run")
+    assert meta["global_step"] >= 1
+    assert all(torch.isfinite(t).all() for n, t in tensors.items() if n.startswith("model/"))
