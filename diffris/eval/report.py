@@ -65,7 +65,7 @@ def overlay(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray) -> np.
         (truth & prediction, BOTH_COLOUR),
     ):
         out[region] = 0.45 * out[region] + 0.55 * np.asarray(colour, np.float32)
-    return out.clip(0, 255).astype(np.uint8)
+    return np.rint(out).clip(0, 255).astype(np.uint8)
 
 
 def _png_data_uri(array: np.ndarray) -> str:
@@ -98,7 +98,11 @@ def _bar_chart(values: Mapping[str, float], title: str) -> str:
 
 def _histogram(ious: Sequence[float], bins: int = 10) -> str:
     """IoU histogram: samples per 0.1-wide bin (the last bin includes IoU = 1), as inline SVG."""
-    counts, _ = np.histogram(np.asarray(ious, dtype=np.float64), bins=bins, range=(0.0, 1.0))
+    # Bin k holds k/bins <= IoU < (k+1)/bins: an IoU of exactly 0.3 is in the 0.3 bin (as it
+    # counts for Pr@0.3), which float bin edges (0.30000000000000004) would get wrong.
+    values = np.asarray(ious, dtype=np.float64)
+    which = np.clip(np.floor(values * bins + 1e-9).astype(np.int64), 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
     peak = max(int(counts.max()) if counts.size else 0, 1)
     width, height, bar, top = 440, 180, 40, 22
     parts = [
