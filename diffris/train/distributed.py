@@ -193,7 +193,11 @@ def unused_parameters(model: DiffRIS, *, size: int = 64) -> list[str]:
 
 
 def wrap_heads(model: DiffRIS, ctx: DistContext) -> nn.Module:
-    """The module a training step calls: :class:`TrainableHeads`, in DDP when distributed."""
+    """The module a training step calls: :class:`TrainableHeads`, in DDP when distributed.
+
+    The heads hold no buffers (LayerNorm/GroupNorm only), so DDP's per-forward buffer broadcast
+    has nothing to send.
+    """
     heads = TrainableHeads(model)
     if not ctx.distributed:
         return heads
@@ -203,7 +207,6 @@ def wrap_heads(model: DiffRIS, ctx: DistContext) -> nn.Module:
     return nn.parallel.DistributedDataParallel(
         heads,
         device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-        broadcast_buffers=False,
         find_unused_parameters=bool(unused),
     )
 
