@@ -89,8 +89,7 @@ def evaluate_command(
 ) -> None:
     """Score a model, or another method's predicted masks, on a benchmark split.
 
-    Metrics follow the protocol of the field: per sentence, IoU = 0 when the union is empty,
-    Pr@0.5-0.9 (IoU >= X), oIoU = sum I / sum U, mIoU = mean IoU, x100; nothing is dropped.
+    Per sentence, IoU = 0 for an empty union; Pr@0.5-0.9 (IoU >= X), oIoU, mIoU, x100.
 
     Examples:
 
