@@ -58,6 +58,8 @@ BatchHook = Callable[[list[int], torch.Tensor], None]
 #: ``on_scored(indices, logits, counts)``: every scored batch with its per-sample (I, U) counts
 #: (the report's gallery is chosen this way).
 ScoredHook = Callable[[list[int], torch.Tensor, list[tuple[int, int]]], None]
+#: ``prediction_of(pick, (H, W))``: a gallery sample's (h, w) bool prediction as it was scored.
+PredictionFn = Callable[[Pick[Any], tuple[int, int]], np.ndarray]
 
 
 def evaluation_loader(
@@ -291,30 +293,18 @@ def evaluate(
         "split": data.split.value,
         "root": str(data.root),
     }
+    prediction_of: PredictionFn
     if predictions is not None:
-        files = find_predictions(predictions, data, indices)
-        accumulator = score_predictions(
-            data,
-            files,
-            indices,
-            size=size,
-            resolution=resolution,
-            workers=options.workers,
-            progress=progress,
-            on_scored=lambda index, i, u: selector.offer(index, iou(i, u), lambda: None),
+        accumulator, prediction_of = _score_predictions_in(
+            Path(predictions), data, indices, options, selector, progress
         )
         settings["predictions"] = str(predictions)
-
-        def prediction_of(pick: Pick[Any], original: tuple[int, int]) -> np.ndarray:
-            path = files[pick.index]
-            return fit_prediction(read_prediction(path), original, size, resolution, where=path)
-
     else:
+        from diffris.inference.loading import model_identity
+
         accumulator, prediction_of, device = _score_model_on(
             data, indices, str(model), pretrained, options, selector, progress
         )
-        from diffris.inference.loading import model_identity
-
         settings.update(
             model=model_identity(str(model)),
             device=str(device),
@@ -343,6 +333,36 @@ def evaluate(
     )
 
 
+def _score_predictions_in(
+    folder: Path,
+    data: ReferringDataset,
+    indices: list[int],
+    options: EvaluateOptions,
+    selector: GallerySelector[Any],
+    progress: ProgressFn | None,
+) -> tuple[MetricAccumulator, PredictionFn]:
+    """Find and score the prediction files and feed the gallery; see :func:`evaluate`."""
+    size, resolution = options.image_size, Resolution(options.resolution)
+    files = find_predictions(folder, data, indices)
+    accumulator = score_predictions(
+        data,
+        files,
+        indices,
+        size=size,
+        resolution=resolution,
+        workers=options.workers,
+        progress=progress,
+        # Nothing to hold: the gallery reads its few files again.
+        on_scored=lambda index, i, u: selector.offer(index, iou(i, u), lambda: None),
+    )
+
+    def prediction_of(pick: Pick[Any], original: tuple[int, int]) -> np.ndarray:
+        path = files[pick.index]
+        return fit_prediction(read_prediction(path), original, size, resolution, where=path)
+
+    return accumulator, prediction_of
+
+
 def _score_model_on(
     data: ReferringDataset,
     indices: list[int],
@@ -351,7 +371,7 @@ def _score_model_on(
     options: EvaluateOptions,
     selector: GallerySelector[Any],
     progress: ProgressFn | None,
-) -> tuple[MetricAccumulator, Callable[[Pick[Any], tuple[int, int]], np.ndarray], torch.device]:
+) -> tuple[MetricAccumulator, PredictionFn, torch.device]:
     """Load the model, score ``indices`` and feed the gallery; see :func:`evaluate`."""
     from diffris.models.build import load_model
 

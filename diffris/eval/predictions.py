@@ -185,7 +185,7 @@ def fit_prediction(
 
     Args:
         prediction: (h, w) bool, at S x S or at the original size.
-        original: the image's (H, W) in pixels.
+        original: the image's (H, W) in pixels (a tuple).
         size: the network input side S in pixels.
         resolution: where it is compared.
         where: the file, for the error message.
@@ -196,13 +196,13 @@ def fit_prediction(
     Raises:
         InputError: the prediction is neither S x S nor H x W.
     """
-    shape = prediction.shape
-    if shape not in ((size, size), tuple(original)):
+    shape = (prediction.shape[0], prediction.shape[1])
+    if shape not in ((size, size), original):
         raise InputError(
             f"{where} is {shape[0]}x{shape[1]} px; expected the input size {size}x{size} "
             f"(--image-size) or the image's size {original[0]}x{original[1]}"
         )
-    target = (size, size) if resolution is Resolution.INPUT else tuple(original)
+    target = (size, size) if resolution is Resolution.INPUT else (original[0], original[1])
     return prediction if shape == target else resize_mask_nearest(prediction, target)
 
 
@@ -233,7 +233,11 @@ class _Counts(torch.utils.data.Dataset[tuple[int, int, int]]):
         truth = self.dataset.sample(index).mask
         path = self.files[index]
         prediction = fit_prediction(
-            read_prediction(path), truth.shape, self.size, self.resolution, where=path
+            read_prediction(path),
+            (truth.shape[0], truth.shape[1]),
+            self.size,
+            self.resolution,
+            where=path,
         )
         inter, union = iou_counts(prediction, truth_at(truth, self.size, self.resolution))
         return index, inter, union
