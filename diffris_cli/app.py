@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from diffris import __version__
-from diffris_cli import archive, info, segment
+from diffris_cli import archive, evaluate, info, segment, synth
 from diffris_cli.logs import configure_logging
 
 app = typer.Typer(
@@ -53,6 +53,8 @@ def main_options(
 
 app.command(name="segment")(segment.segment)
 app.command(name="archive")(archive.archive)
+app.command(name="evaluate")(evaluate.evaluate_command)
+app.add_typer(synth.app, name="synth")
 app.command(name="info")(info.info)
 
 
