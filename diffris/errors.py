@@ -24,6 +24,10 @@ class DatasetNotFoundError(DiffrisError, FileNotFoundError):
     """A dataset root does not hold the expected layout."""
 
 
+class DatasetFormatError(InputError):
+    """A dataset file exists but does not hold what the format promises."""
+
+
 class NotARasterError(DiffrisError, ValueError):
     """A file exists but GDAL cannot read it as a raster."""
 

@@ -17,23 +17,18 @@ import importlib
 import logging
 import operator
 import os
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch.utils.data
-from PIL import Image
 
-from diffris.errors import DatasetNotFoundError, InputError
+from diffris.data.io import missing_files, read_mask, read_rgb
+from diffris.errors import DatasetFormatError, DatasetNotFoundError, InputError
 
 logger = logging.getLogger(__name__)
-
-
-class DatasetFormatError(InputError):
-    """A dataset file exists but does not hold what the format promises."""
 
 
 class Split(enum.StrEnum):
@@ -244,198 +239,6 @@ def _files_of(records: Iterable[Record]) -> Iterator[str]:
         yield record.image_file
         if record.mask_file is not None:
             yield record.mask_file
-
-
-def missing_files(root: Path, relatives: Sequence[str]) -> list[str]:
-    """The entries of ``relatives`` (``/``-separated, under ``root``) that do not exist.
-
-    Lists each folder once instead of one ``stat`` per file: tens of thousands of files are
-    checked in well under a second, even on network file systems.
-    """
-    listings: dict[str, set[str]] = {}
-    missing = []
-    for relative in relatives:
-        folder, _, name = relative.rpartition("/")
-        if folder not in listings:
-            try:
-                listings[folder] = set(os.listdir(root / folder))
-            except (FileNotFoundError, NotADirectoryError):
-                listings[folder] = set()
-        if name not in listings[folder]:
-            missing.append(relative)
-    return missing
-
-
-#: Mask pixels above this value are the object (the reference loaders' rule).
-MASK_THRESHOLD = 50
-_TIFF_SUFFIXES = (".tif", ".tiff")
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Read an 8-bit image as RGB.
-
-    Grey images are repeated to three channels, alpha is dropped, palettes are applied.
-
-    Returns:
-        (H, W, 3) uint8.
-
-    Raises:
-        DatasetFormatError: unreadable, not 8-bit, or a channel count that is not 1-4.
-    """
-    array = _read_channels(path)
-    if array.dtype == bool:  # bilevel
-        array = array.astype(np.uint8) * 255
-    if array.dtype != np.uint8:
-        raise DatasetFormatError(
-            f"{path} is a {array.dtype} image; the benchmarks use 8-bit RGB images"
-        )
-    channels = array.shape[2]
-    if channels in (1, 2):  # grey, grey + alpha
-        return np.repeat(array[:, :, :1], 3, axis=2)
-    if channels in (3, 4):  # RGB, RGB + alpha
-        return np.ascontiguousarray(array[:, :, :3])
-    raise DatasetFormatError(f"{path} has {channels} bands; expected an RGB or grey image")
-
-
-def read_mask(path: Path) -> np.ndarray:
-    """Read a mask image and binarise it: True where a pixel is > :data:`MASK_THRESHOLD`.
-
-    Masks stored with colour channels (RGB, or a palette) count a pixel as object when any
-    colour channel is > 50, so white-on-black and colour-on-black masks both work; alpha is
-    ignored. Bilevel (1-bit) masks map to 0/255 first.
-
-    Returns:
-        (H, W) bool.
-    """
-    array = _read_channels(path)
-    if array.dtype == bool:
-        return array[:, :, 0].copy()
-    channels = array.shape[2]
-    colour = array[:, :, : 1 if channels == 2 else 3]  # drop alpha
-    return np.asarray((colour > MASK_THRESHOLD).any(axis=2))
-
-
-def _read_channels(path: Path) -> np.ndarray:
-    """(H, W, C) pixels; palettes resolved to RGB; alpha, if any, last."""
-    if path.suffix.lower() in _TIFF_SUFFIXES:
-        return _read_with_rasterio(path)
-    try:
-        with Image.open(path) as opened:
-            image: Image.Image = opened
-            if image.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
-                image = image.convert("RGBA" if image.mode == "PA" else "RGB")
-            array = np.asarray(image)
-    except (OSError, ValueError) as err:  # PIL.UnidentifiedImageError is an OSError
-        raise DatasetFormatError(f"{path} is not a readable image: {err}") from err
-    return array[:, :, None] if array.ndim == 2 else array
-
-
-def _read_with_rasterio(path: Path) -> np.ndarray:
-    """TIFFs through GDAL, which reads every TIFF flavour (tiled, BigTIFF, JPEG/ZSTD/LZW)."""
-    import warnings
-
-    import rasterio
-    from rasterio.enums import ColorInterp
-    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as source:
-                bands = source.read()
-                interpretation = source.colorinterp
-                colormap = (
-                    source.colormap(1)
-                    if source.count == 1 and interpretation[0] == ColorInterp.palette
-                    else None
-                )
-    except RasterioIOError as err:
-        raise DatasetFormatError(f"{path} is not a readable TIFF: {err}") from err
-    if colormap is not None:
-        table = np.zeros((max(int(bands.max()), max(colormap)) + 1, 3), np.uint8)
-        for value, rgba in colormap.items():
-            table[value] = rgba[:3]
-        return table[bands[0]]
-    keep = [i for i, kind in enumerate(interpretation) if kind != ColorInterp.alpha]
-    alpha = [i for i, kind in enumerate(interpretation) if kind == ColorInterp.alpha]
-    return np.moveaxis(bands[keep + alpha], 0, 2)
-
-
-@dataclass(frozen=True, slots=True)
-class PhraseLine:
-    """One line of an ``output_phrase_<split>.txt`` file: ``<key> <sentence>``."""
-
-    line_number: int
-    key: str
-    sentence: str
-
-
-def read_phrase_file(path: Path, *, key_hint: str) -> list[PhraseLine]:
-    """Parse a RefSegRS / RISBench phrase file: one ``<key> <sentence words...>`` per line.
-
-    Line endings (``\\n`` or ``\\r\\n``) and surrounding white space are stripped; blank lines are
-    skipped. The key ends at the first white space.
-
-    Args:
-        path: the phrase file.
-        key_hint: how the key looks, for error messages (e.g. ``<id>``, ``<name>.png``).
-
-    Raises:
-        DatasetFormatError: the file is not UTF-8 text, or a line has no sentence.
-    """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise DatasetFormatError(f"{path} is not UTF-8 text: {err}") from err
-    lines = []
-    # Split on "\n" only: str.splitlines() would also break at U+2028 etc. inside a sentence.
-    for number, raw in enumerate(text.split("\n"), start=1):
-        parts = raw.strip().split(maxsplit=1)
-        if not parts:
-            continue
-        if len(parts) == 1:
-            raise DatasetFormatError(
-                f"{path} line {number}: {parts[0]!r} has no sentence; "
-                f"expected '{key_hint} <sentence>'"
-            )
-        lines.append(PhraseLine(number, parts[0], parts[1].strip()))
-    if not lines:
-        raise DatasetFormatError(f"{path} lists no samples; expected '{key_hint} <sentence>' lines")
-    return lines
-
-
-def unique_ids(split: Split, keys: Iterable[str]) -> list[str]:
-    """Sample ids ``<split>/<key>``, with ``#2``, ``#3``... on later lines that repeat a key."""
-    seen: dict[str, int] = {}
-    ids = []
-    for key in keys:
-        seen[key] = seen.get(key, 0) + 1
-        suffix = f"#{seen[key]}" if seen[key] > 1 else ""
-        ids.append(f"{split.value}/{key}{suffix}")
-    return ids
-
-
-class CategoryMatcher:
-    """Infer a sample's class from its sentence, for datasets that do not store it.
-
-    The class is the name that occurs **earliest** in the sentence (the subject usually comes
-    first: "the car next to the road" -> car); among names starting at the same word the longest
-    wins ("road marking" before "road"). Matching is case-insensitive on whole words, allows a
-    plural ``s``/``es`` and any white space between words. No match gives None. This is a
-    heuristic for per-class breakdowns, not ground truth.
-    """
-
-    def __init__(self, names: Sequence[str]) -> None:
-        by_length = sorted(names, key=len, reverse=True)
-        words = [r"\s+".join(re.escape(word) for word in name.split()) for name in by_length]
-        self._pattern = re.compile(rf"\b({'|'.join(words)})(?:e?s)?\b", re.IGNORECASE)
-        self._canonical = {name.lower(): name for name in names}
-
-    def __call__(self, sentence: str) -> str | None:
-        match = self._pattern.search(sentence)
-        if match is None:
-            return None
-        return self._canonical[" ".join(match.group(1).lower().split())]
 
 
 class _Registry(Mapping[str, type[ReferringDataset]]):

@@ -13,22 +13,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from diffris.data.base import (
-    CategoryMatcher,
-    DatasetFormatError,
-    Record,
-    ReferringDataset,
-    read_phrase_file,
-    unique_ids,
-)
+from diffris.data.phrases import PhraseFileDataset
 
 
-class RefSegRS(ReferringDataset):
+class RefSegRS(PhraseFileDataset):
     """The RefSegRS benchmark (see the module docstring for the layout).
 
     Sample ids are ``<split>/<id>`` (``#2``, ``#3``... on later lines that repeat an id). Masks are
     binarised with > 50. RefSegRS stores no class per sample: ``category`` is inferred from the
-    sentence with :class:`~diffris.data.base.CategoryMatcher` over :attr:`categories`.
+    sentence with :class:`~diffris.data.phrases.CategoryMatcher` over :attr:`categories`.
 
     Checked when the dataset is built: the phrase file of the split exists, every line has an
     integer id and a sentence, and every listed image and mask exists. Checked when a sample is
@@ -37,6 +30,9 @@ class RefSegRS(ReferringDataset):
 
     name = "refsegrs"
     title = "RefSegRS"
+    image_dir = "images"
+    mask_dir = "masks"
+    key_hint = "<id>"
     layout = "images/, masks/, output_phrase_{train,val,test}.txt"
     categories: ClassVar[tuple[str, ...]] = (
         "road",
@@ -55,30 +51,10 @@ class RefSegRS(ReferringDataset):
         "impervious surface",
     )
 
-    def _required(self) -> list[str]:
-        return ["images/", "masks/", self._listing()]
+    def check_key(self, key: str) -> str | None:
+        if key.isdigit():
+            return None
+        return f"id {key!r} is not a bare integer; expected '<id> <sentence>' with images/<id>.tif"
 
-    def _listing(self) -> str:
-        return f"output_phrase_{self.split.value}.txt"
-
-    def _index(self) -> list[Record]:
-        path = self.root / self._listing()
-        lines = read_phrase_file(path, key_hint="<id>")
-        for line in lines:
-            if not line.key.isdigit():
-                raise DatasetFormatError(
-                    f"{path} line {line.line_number}: id {line.key!r} is not a bare integer; "
-                    "expected '<id> <sentence>' with images/<id>.tif"
-                )
-        infer = CategoryMatcher(self.categories)
-        ids = unique_ids(self.split, (line.key for line in lines))
-        return [
-            Record(
-                sample_id=sample_id,
-                sentence=line.sentence,
-                image_file=f"images/{line.key}.tif",
-                mask_file=f"masks/{line.key}.tif",
-                category=infer(line.sentence),
-            )
-            for sample_id, line in zip(ids, lines, strict=True)
-        ]
+    def file_name(self, key: str) -> str:
+        return f"{key}.tif"

@@ -14,22 +14,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from diffris.data.base import (
-    CategoryMatcher,
-    DatasetFormatError,
-    Record,
-    ReferringDataset,
-    read_phrase_file,
-    unique_ids,
-)
+from diffris.data.phrases import PhraseFileDataset
 
 
-class RISBench(ReferringDataset):
+class RISBench(PhraseFileDataset):
     """The RISBench benchmark (see the module docstring for the layout).
 
     Sample ids are ``<split>/<name without .png>`` (``#2``, ``#3``... on later lines that repeat a
     name). Masks are binarised with > 50. RISBench stores no class per sample: ``category`` is
-    inferred from the sentence with :class:`~diffris.data.base.CategoryMatcher`.
+    inferred from the sentence with :class:`~diffris.data.phrases.CategoryMatcher`.
 
     Checked when the dataset is built: the phrase file of the split exists, every line has a
     ``.png`` name and a sentence, and every listed image and mask exists. Checked when a sample is
@@ -38,6 +31,9 @@ class RISBench(ReferringDataset):
 
     name = "risbench"
     title = "RISBench"
+    image_dir = "img_rgb"
+    mask_dir = "mask"
+    key_hint = "<name>.png"
     layout = "img_rgb/, mask/, output_phrase_{train,val,test}.txt"
     categories: ClassVar[tuple[str, ...]] = (
         "expressway service area",
@@ -68,30 +64,10 @@ class RISBench(ReferringDataset):
         "swimming pool",
     )
 
-    def _required(self) -> list[str]:
-        return ["img_rgb/", "mask/", self._listing()]
+    def check_key(self, key: str) -> str | None:
+        if key.lower().endswith(".png") and "/" not in key:
+            return None
+        return f"{key!r} is not a .png file name; expected '<name>.png <sentence>'"
 
-    def _listing(self) -> str:
-        return f"output_phrase_{self.split.value}.txt"
-
-    def _index(self) -> list[Record]:
-        path = self.root / self._listing()
-        lines = read_phrase_file(path, key_hint="<name>.png")
-        for line in lines:
-            if not line.key.lower().endswith(".png") or "/" in line.key:
-                raise DatasetFormatError(
-                    f"{path} line {line.line_number}: {line.key!r} is not a .png file name; "
-                    "expected '<name>.png <sentence>'"
-                )
-        infer = CategoryMatcher(self.categories)
-        ids = unique_ids(self.split, (line.key[: -len(".png")] for line in lines))
-        return [
-            Record(
-                sample_id=sample_id,
-                sentence=line.sentence,
-                image_file=f"img_rgb/{line.key}",
-                mask_file=f"mask/{line.key}",
-                category=infer(line.sentence),
-            )
-            for sample_id, line in zip(ids, lines, strict=True)
-        ]
+    def id_of(self, key: str) -> str:
+        return key[: -len(".png")]

@@ -41,8 +41,9 @@ from typing import Any
 import numpy as np
 import torch.utils.data
 
-from diffris.data.base import DatasetFormatError, ReferringDataset, _read_channels
-from diffris.errors import InputError, InputNotFoundError
+from diffris.data.base import ReferringDataset
+from diffris.data.io import read_channels
+from diffris.errors import DatasetFormatError, InputError, InputNotFoundError
 from diffris.eval.metrics import MetricAccumulator, Resolution, iou_counts, resize_mask_nearest
 
 logger = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ def read_prediction(path: Path) -> np.ndarray:
         InputError: the file is not a readable image.
     """
     try:
-        array = _read_channels(path)
+        array = read_channels(path)
     except DatasetFormatError as err:
         raise InputError(f"prediction {err}") from err
     if array.dtype == bool:

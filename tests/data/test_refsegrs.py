@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from diffris.data.base import CategoryMatcher, DatasetFormatError
+from diffris.data.phrases import CategoryMatcher
 from diffris.data.refsegrs import RefSegRS
-from diffris.errors import DatasetNotFoundError
+from diffris.errors import DatasetFormatError, DatasetNotFoundError
 
 ROOT = Path(__file__).parent / "refsegrs"
 
