@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from diffris import __version__
-from diffris_cli import archive, evaluate, info, segment, synth
+from diffris_cli import archive, evaluate, info, segment, synth, train
 from diffris_cli.logs import configure_logging
 
 app = typer.Typer(
@@ -54,6 +54,7 @@ def main_options(
 app.command(name="segment")(segment.segment)
 app.command(name="archive")(archive.archive)
 app.command(name="evaluate")(evaluate.evaluate_command)
+app.command(name="train")(train.train)
 app.add_typer(synth.app, name="synth")
 app.command(name="info")(info.info)
 
