@@ -76,3 +76,13 @@ def test_bf16_runs_and_stays_close_to_fp32(model):
         model, prompts, device=torch.device("cpu"), precision=Precision.BF16
     ).predict(tiles)
     assert bf16.dtype == np.float32 and np.abs(bf16 - fp32).max() < 0.1
+
+
+def test_a_prompt_longer_than_77_tokens_is_truncated_with_a_warning(model, caplog):
+    long = Prompt(id="long", text=" ".join(["the red roof next to the long road"] * 15))
+    short = Prompt(id="short", text="the red roofs")
+    with caplog.at_level("WARNING", logger="diffris"):
+        predictor = ModelPredictor(model, [short, long], device=torch.device("cpu"))
+    assert predictor.text.truncated == [False, True]
+    assert "'long' is longer than the text encoder's 77 tokens; truncated" in caplog.text
+    assert "'short'" not in caplog.text
