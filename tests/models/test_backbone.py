@@ -5,7 +5,11 @@ import torch
 
 from diffris.errors import InputError
 from diffris.models.backbone import FrozenBackbone, fingerprint
-from diffris.models.build import build_tiny_components, tiny_component_configs
+from diffris.models.build import (
+    TINY_LATENT_CHANNELS,
+    build_tiny_components,
+    tiny_component_configs,
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +25,7 @@ def test_features_are_stage_outputs_before_the_upsampler(backbone: FrozenBackbon
     for index, block in enumerate(reference.up_blocks):
         block.register_forward_hook(lambda m, a, out, index=index: outputs.__setitem__(index, out))
     generator = torch.Generator().manual_seed(0)
-    latents = torch.randn(1, 4, 32, 32, generator=generator)
+    latents = torch.randn(1, TINY_LATENT_CHANNELS, 32, 32, generator=generator)
     context = torch.randn(1, 77, 64, generator=generator)
     with torch.no_grad():
         features = backbone.features(latents, context, timestep=1)
@@ -32,7 +36,12 @@ def test_features_are_stage_outputs_before_the_upsampler(backbone: FrozenBackbon
         upsampled = backbone.unet.up_blocks[index].upsamplers[0](features[index])
         torch.testing.assert_close(upsampled, outputs[index], rtol=0, atol=0)
     torch.testing.assert_close(features[3], outputs[3], rtol=0, atol=0)
-    assert full.shape == (1, 4, 32, 32)  # the reference still has its output head
+    assert full.shape == (
+        1,
+        TINY_LATENT_CHANNELS,
+        32,
+        32,
+    )  # the reference still has its output head
 
 
 def test_unused_heads_are_removed(backbone: FrozenBackbone) -> None:
@@ -47,14 +56,14 @@ def test_latents_are_scaled_posterior_mean(backbone: FrozenBackbone) -> None:
     pixels = torch.rand(1, 3, 64, 64) * 2 - 1
     unscaled = backbone.encode(pixels, latent_scale=1.0)
     scaled = backbone.encode(pixels, latent_scale=0.18215)
-    assert unscaled.shape == (1, 4, 8, 8)
+    assert unscaled.shape == (1, TINY_LATENT_CHANNELS, 8, 8)
     torch.testing.assert_close(scaled, unscaled * 0.18215)
     again = backbone.encode(pixels, latent_scale=1.0)  # the mean, not a sample
     assert torch.equal(unscaled, again)
 
 
 def test_hooks_stay_quiet_outside_feature_calls(backbone: FrozenBackbone) -> None:
-    latents = torch.randn(1, 4, 16, 16)
+    latents = torch.randn(1, TINY_LATENT_CHANNELS, 16, 16)
     with torch.no_grad():
         out = backbone.unet(latents, torch.tensor([1]), encoder_hidden_states=torch.randn(1, 7, 64))
     assert out.sample.shape == (1, 32, 16, 16)  # conv_out is the identity now
@@ -97,7 +106,7 @@ def test_copies_and_threads_capture_their_own_maps(backbone: FrozenBackbone) -> 
     generator = torch.Generator().manual_seed(3)
     inputs = [
         (
-            torch.randn(1, 4, 16, 16, generator=generator),
+            torch.randn(1, TINY_LATENT_CHANNELS, 16, 16, generator=generator),
             torch.randn(1, 77, 64, generator=generator),
         )
         for _ in range(4)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from diffris.errors import InputError
+from diffris.models.build import TINY_LATENT_CHANNELS
 from diffris.models.diffris import DiffRIS
 
 
@@ -17,7 +18,7 @@ def test_shapes_at_every_stage(tiny_model: DiffRIS, size: int) -> None:
         text = tiny_model.encode_text(["the large building"])
         features = tiny_model.image_features(latents, text)
         logits = tiny_model.decode(latents, text)
-    assert latents.shape == (1, 4, size // 8, size // 8)
+    assert latents.shape == (1, TINY_LATENT_CHANNELS, size // 8, size // 8)
     channels = tiny_model.config.backbone.feature_channels
     assert [tuple(f.shape) for f in features] == [
         (1, channels[k], size // stride, size // stride) for k, stride in enumerate((64, 32, 16, 8))
