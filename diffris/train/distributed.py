@@ -184,7 +184,8 @@ def unused_parameters(model: DiffRIS, *, size: int = 64) -> list[str]:
     heads = TrainableHeads(model)
     device = model.device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        latents = torch.zeros(1, 4, size // 8, size // 8, device=device)
+        channels = model.backbone.unet.config["in_channels"]
+        latents = torch.zeros(1, channels, size // 8, size // 8, device=device)
         heads(latents, model.tokenize(["a probe"])).float().sum().backward()
     unused = [name for name, p in model.named_trainable_parameters() if p.grad is None]
     for param in model.trainable_parameters():

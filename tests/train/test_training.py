@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from diffris.errors import TrainingDivergedError
-from diffris.models.build import build_diffris, load_model
+from diffris.models.build import TINY_LATENT_CHANNELS, build_diffris, load_model
 from diffris.train import Ablation, EpochEvent, StepEvent, train
 from diffris.train import state as state_io
 from diffris.train.run_folder import RunFolder, read_config, read_metrics
@@ -97,7 +97,8 @@ def test_cached_latents_give_the_same_losses(synth_root: Path, tmp_path: Path) -
     for step in plain:
         assert cached[step] == pytest.approx(plain[step], rel=1e-5)
     stored = load_file(tmp_path / "cached" / "latents.safetensors")["latents"]
-    assert stored.shape == (16, 4, 16, 16)  # one latent per training image, 16² at 128² px
+    # one latent per training image, 16² at 128² px
+    assert stored.shape == (16, TINY_LATENT_CHANNELS, 16, 16)
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_state(
