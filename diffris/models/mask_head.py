@@ -5,6 +5,13 @@ MODEL.md leaves the head open (a choice); this one follows the query-based segme
 embeddings, and the referring mask is their sum weighted by each token's relevance to the
 sentence. Without query tokens (paper Table 6 baseline), a 1×1 kernel generated from the sentence
 scores the pixels (dynamic convolution). Logits are computed in float32, also under autocast.
+
+Sentence conditioning of the token head (a choice, ``PCMRDConfig.sentence_conditioning``): the
+pixel embeddings are multiplied channel-wise by a projection of the pooled sentence (pixel–language
+fusion as in LAVT/CRIS) and a sentence-generated kernel and bias are added to the token kernel.
+Without it, the sentence reaches the mask only through softmax token weights and tokens that start
+identical for every sample; on the tiny preset's synthetic data that head learned no dependence on
+the text at all (val mIoU equal with shuffled sentences), see :class:`TokenMaskHead`.
 """
 
 from __future__ import annotations
@@ -43,14 +50,28 @@ class TokenMaskHead(nn.Module):
     logit(p) = Σ_n w_n · (e_n · x_p) / √C + b with e_n = MLP(token_n), x_p the pixel embedding,
     w = softmax_n(q_n · k / √C), q_n = W_q token_n, k = W_k sentence. Since the sum is linear
     in the per-token maps it is computed as one kernel Σ_n w_n e_n (no (B, N, H, W) tensor).
+
+    With ``sentence_conditioning``: x_p ← x_p ⊙ W_g s and the kernel gains a term
+    generated from the sentence s, logit(p) = (Σ_n w_n e_n + k_s) · x_p / √C + b + b_s with
+    (k_s, b_s) = W_d s, so the text decides which pixels respond even before the tokens have
+    learned to separate objects.
+
+    Args:
+        dim: width C of tokens, sentence and pixel embeddings.
+        sentence_conditioning: condition the pixels and the kernel on the sentence.
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, *, sentence_conditioning: bool = False) -> None:
         super().__init__()
         self.mask_embed = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
         self.token_query = nn.Linear(dim, dim)
         self.sentence_key = nn.Linear(dim, dim)
         self.bias = nn.Parameter(torch.zeros(()))
+        self.pixel_gate: nn.Linear | None = None
+        self.sentence_kernel: nn.Linear | None = None
+        if sentence_conditioning:
+            self.pixel_gate = nn.Linear(dim, dim)
+            self.sentence_kernel = nn.Linear(dim, dim + 1)
 
     def token_weights(self, tokens: Tensor, sentence: Tensor) -> Tensor:
         """(B, N) float32 weights of the tokens (softmax over tokens; rows sum to 1)."""
@@ -73,9 +94,19 @@ class TokenMaskHead(nn.Module):
         """
         embeddings = self.mask_embed(tokens)
         weights = self.token_weights(tokens, sentence)
+        gate = self.pixel_gate(sentence) if self.pixel_gate is not None else None
+        generated = self.sentence_kernel(sentence) if self.sentence_kernel is not None else None
         with torch.autocast(device_type=pixels.device.type, enabled=False):
+            pixels = pixels.float()
             kernel = (weights.unsqueeze(-1) * embeddings.float()).sum(dim=1)  # (B, C)
-            return _score(pixels.float(), kernel) + self.bias.float()
+            bias = self.bias.float().expand(pixels.shape[0])
+            if gate is not None:
+                pixels = pixels * gate.float()[:, :, None, None]
+            if generated is not None:
+                generated = generated.float()
+                kernel = kernel + generated[:, :-1]
+                bias = bias + generated[:, -1]
+            return _score(pixels, kernel) + bias[:, None, None, None]
 
 
 class DynamicConvHead(nn.Module):

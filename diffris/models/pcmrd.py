@@ -48,6 +48,11 @@ class PCMRDConfig(Config):
         gumbel_order: where the Gumbel noise enters relative to τ (choice; see
             :mod:`diffris.models.oaqil`).
         mlp_ratio: hidden width of the OAQIL token MLP as a multiple of ``dim`` (choice: 4).
+        sentence_conditioning: the token mask head also multiplies the pixel embeddings by a
+            projection of the pooled sentence and adds a sentence-generated kernel to the token
+            kernel (default False keeps the paper-sized parameter count; True is recommended: on
+            the tiny preset's synthetic data the plain token head ignored the text, see
+            :class:`~diffris.models.mask_head.TokenMaskHead`). Unused without query tokens.
     """
 
     num_queries: int = 8
@@ -59,6 +64,7 @@ class PCMRDConfig(Config):
     initial_temperature: float = 0.1
     gumbel_order: GumbelOrder = GumbelOrder.TEMPERATURE_FIRST
     mlp_ratio: float = 4.0
+    sentence_conditioning: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_queries", "dim", "heads"):
@@ -150,7 +156,7 @@ class PCMRD(nn.Module):
                 )
                 for _ in self.stages
             )
-            self.head = TokenMaskHead(dim)
+            self.head = TokenMaskHead(dim, sentence_conditioning=config.sentence_conditioning)
         else:
             self.head = DynamicConvHead(dim)
         self.pixel_decoder = PixelDecoder(dim)
