@@ -113,9 +113,17 @@ def init_process(rank: int, world_size: int, local_rank: int, *, use_cuda: bool)
 
 
 def shutdown() -> None:
-    """Leave the process group, if any."""
+    """Leave the process group, if any, once every rank has arrived here.
+
+    Without the barrier a rank that finishes first tears its gloo connections down while rank 0
+    is still saving; its peer then aborts (``terminate called without an active exception``).
+    """
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if sys.exc_info()[0] is None:  # a failing rank must not wait for the others
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 # -- collectives that are no-ops in a single process ---------------------------------------------
