@@ -63,6 +63,16 @@ def dataset(
         int,
         typer.Option("--max-referrals", min=1, help="Samples (sentences) per generated image."),
     ] = 4,
+    easy_fraction: Annotated[
+        float,
+        typer.Option(
+            "--easy-fraction",
+            min=0.0,
+            max=1.0,
+            help="Share of sentences naming a category or colour; the rest refer by size, "
+            "position or relation.",
+        ),
+    ] = 0.5,
     overwrite: OverwriteOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -82,6 +92,7 @@ def dataset(
         size=size,
         seed=seed,
         max_referrals=max_referrals,
+        easy_fraction=easy_fraction,
         overwrite=overwrite,
     )
     facts = {

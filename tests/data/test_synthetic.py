@@ -109,6 +109,18 @@ def test_referral_mix_has_easy_and_hard_kinds():
     assert 0.3 < easy < 0.7
 
 
+def test_write_dataset_easy_fraction_sets_the_referral_mix(tmp_path):
+    easy_kinds = {Kind.CATEGORY.value, Kind.COLOUR.value, Kind.GROUP.value}
+    shares = []
+    for fraction in (0.0, 1.0):
+        summary = write_dataset(
+            tmp_path / str(fraction), layout="risbench", samples=60, size=96, easy_fraction=fraction
+        )
+        easy = sum(n for kind, n in summary.kinds.items() if kind in easy_kinds)
+        shares.append(easy / sum(summary.kinds.values()))
+    assert shares[0] < 0.3 < 0.9 < shares[1]
+
+
 def test_colours_and_textures_separate_the_categories():
     for seed in range(6):
         image = generate_image(seed, 256)

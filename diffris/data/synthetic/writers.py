@@ -262,7 +262,12 @@ _WRITERS: dict[Layout, type[_RisBench] | type[_RefSegRS] | type[_RrsisD]] = {
 
 
 def generate_samples(
-    counts: dict[str, int], *, size: int, seed: int, max_referrals: int
+    counts: dict[str, int],
+    *,
+    size: int,
+    seed: int,
+    max_referrals: int,
+    easy_fraction: float = 0.5,
 ) -> Iterator[tuple[str, int, SyntheticImage]]:
     """The images :func:`write_dataset` writes, in order: (split, image number, image).
 
@@ -274,13 +279,19 @@ def generate_samples(
         size: image side in px.
         seed: dataset seed.
         max_referrals: samples per image, at most.
+        easy_fraction: share of category/colour/plural referrals (see ``generate_image``).
     """
     number = 0
     for split in SPLITS:
         remaining = counts.get(split, 0)
         while remaining > 0:
             rng = np.random.default_rng([seed, number])
-            image = generate_image(rng, size, max_referrals=min(max_referrals, remaining))
+            image = generate_image(
+                rng,
+                size,
+                max_referrals=min(max_referrals, remaining),
+                easy_fraction=easy_fraction,
+            )
             yield split, number, image
             remaining -= len(image.referrals)
             number += 1
@@ -295,6 +306,7 @@ def write_dataset(
     size: int = 512,
     seed: int = 0,
     max_referrals: int = 4,
+    easy_fraction: float = 0.5,
     overwrite: bool = False,
 ) -> DatasetSummary:
     """Generate ``samples`` sentence-mask pairs and write them in a benchmark's layout.
@@ -310,6 +322,8 @@ def write_dataset(
         size: image side in px.
         seed: the same seed writes byte-identical files.
         max_referrals: samples per generated image, at most.
+        easy_fraction: probability that a referral names a category or colour (easy) rather
+            than a size, position or relation (hard), when the image allows both.
         overwrite: write into a non-empty ``root`` (files of the same names are replaced).
 
     Returns:
@@ -335,7 +349,7 @@ def write_dataset(
     images = dict.fromkeys(SPLITS, 0)
     kinds: dict[str, int] = {}
     for split, number, image in generate_samples(
-        counts, size=size, seed=seed, max_referrals=max_referrals
+        counts, size=size, seed=seed, max_referrals=max_referrals, easy_fraction=easy_fraction
     ):
         writer.add(split, number, image, image.referrals)
         for referral in image.referrals:
