@@ -73,6 +73,16 @@ def dataset(
             "position or relation.",
         ),
     ] = 0.5,
+    object_scale: Annotated[
+        float | None,
+        typer.Option(
+            "--object-scale",
+            min=0.05,
+            max=4.0,
+            help="Object size relative to a 512 px image; default size/512 (objects shrink "
+            "with the image); 1.0 draws them at native size, as in tiles of a large scene.",
+        ),
+    ] = None,
     overwrite: OverwriteOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -93,6 +103,7 @@ def dataset(
         seed=seed,
         max_referrals=max_referrals,
         easy_fraction=easy_fraction,
+        object_scale=object_scale,
         overwrite=overwrite,
     )
     facts = {

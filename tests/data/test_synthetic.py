@@ -121,6 +121,26 @@ def test_write_dataset_easy_fraction_sets_the_referral_mix(tmp_path):
     assert shares[0] < 0.3 < 0.9 < shares[1]
 
 
+def test_object_scale_draws_objects_at_native_size():
+    def median_area(size, scale):
+        areas = [
+            int(obj.mask.sum())
+            for seed in range(12)
+            for obj in generate_image(seed, size, object_scale=scale).objects
+        ]
+        return float(np.median(areas))
+
+    shrunk, native, reference = (
+        median_area(256, None),
+        median_area(256, 1.0),
+        median_area(512, None),
+    )
+    assert 3.0 < native / shrunk < 5.5  # 2x the side at 256 px: ~4x the area
+    assert 0.6 < native / reference < 1.6
+    with pytest.raises(InputError, match="object_scale"):
+        generate_image(0, 256, object_scale=0.0)
+
+
 def test_colours_and_textures_separate_the_categories():
     for seed in range(6):
         image = generate_image(seed, 256)

@@ -97,6 +97,7 @@ def generate_image(
     max_referrals: int = 4,
     min_area_fraction: float = 0.005,
     easy_fraction: float = 0.5,
+    object_scale: float | None = None,
 ) -> SyntheticImage:
     """One aerial-looking image with up to ``max_referrals`` referrals to different targets.
 
@@ -107,6 +108,9 @@ def generate_image(
         min_area_fraction: a referred mask covers at least this fraction of the image.
         easy_fraction: probability that a referral is category/colour/plural rather than
             size/position/relation based (when both are possible).
+        object_scale: size of the objects relative to a 512 px reference image; None =
+            ``size / 512`` (the same kind of scene at any resolution). 1.0 draws them at their
+            native size whatever ``size`` is, as in a ``size`` px tile of a large scene.
 
     Returns:
         The image, its objects, and 1..max_referrals referrals.
@@ -122,8 +126,10 @@ def generate_image(
         raise InputError(f"min_area_fraction {min_area_fraction} must lie in [0, 0.5)")
     if not 0.0 <= easy_fraction <= 1.0:
         raise InputError(f"easy_fraction {easy_fraction} must lie in [0, 1]")
+    if object_scale is not None and not 0.0 < object_scale <= 4.0:
+        raise InputError(f"object_scale {object_scale} must lie in (0, 4]; e.g. 1.0")
     rng = as_rng(seed)
-    scale = size / REFERENCE_SIZE
+    scale = size / REFERENCE_SIZE if object_scale is None else object_scale
     min_area = math.ceil(min_area_fraction * size * size)
     for _ in range(_ATTEMPTS):
         bands = plan_image_bands(rng, size, scale)

@@ -268,6 +268,7 @@ def generate_samples(
     seed: int,
     max_referrals: int,
     easy_fraction: float = 0.5,
+    object_scale: float | None = None,
 ) -> Iterator[tuple[str, int, SyntheticImage]]:
     """The images :func:`write_dataset` writes, in order: (split, image number, image).
 
@@ -280,6 +281,7 @@ def generate_samples(
         seed: dataset seed.
         max_referrals: samples per image, at most.
         easy_fraction: share of category/colour/plural referrals (see ``generate_image``).
+        object_scale: object size relative to a 512 px image (see ``generate_image``).
     """
     number = 0
     for split in SPLITS:
@@ -291,6 +293,7 @@ def generate_samples(
                 size,
                 max_referrals=min(max_referrals, remaining),
                 easy_fraction=easy_fraction,
+                object_scale=object_scale,
             )
             yield split, number, image
             remaining -= len(image.referrals)
@@ -307,6 +310,7 @@ def write_dataset(
     seed: int = 0,
     max_referrals: int = 4,
     easy_fraction: float = 0.5,
+    object_scale: float | None = None,
     overwrite: bool = False,
 ) -> DatasetSummary:
     """Generate ``samples`` sentence-mask pairs and write them in a benchmark's layout.
@@ -324,6 +328,8 @@ def write_dataset(
         max_referrals: samples per generated image, at most.
         easy_fraction: probability that a referral names a category or colour (easy) rather
             than a size, position or relation (hard), when the image allows both.
+        object_scale: object size relative to a 512 px reference image; None = ``size / 512``
+            (objects shrink with the image), 1.0 = native size (like tiles of a large scene).
         overwrite: write into a non-empty ``root`` (files of the same names are replaced).
 
     Returns:
@@ -349,7 +355,12 @@ def write_dataset(
     images = dict.fromkeys(SPLITS, 0)
     kinds: dict[str, int] = {}
     for split, number, image in generate_samples(
-        counts, size=size, seed=seed, max_referrals=max_referrals, easy_fraction=easy_fraction
+        counts,
+        size=size,
+        seed=seed,
+        max_referrals=max_referrals,
+        easy_fraction=easy_fraction,
+        object_scale=object_scale,
     ):
         writer.add(split, number, image, image.referrals)
         for referral in image.referrals:
