@@ -10,8 +10,8 @@ Sentence conditioning of the token head (a choice, ``PCMRDConfig.sentence_condit
 pixel embeddings are multiplied channel-wise by a projection of the pooled sentence (pixel–language
 fusion as in LAVT/CRIS) and a sentence-generated kernel and bias are added to the token kernel.
 Without it, the sentence reaches the mask only through softmax token weights and tokens that start
-identical for every sample; on the tiny preset's synthetic data that head learned no dependence on
-the text at all (val mIoU equal with shuffled sentences), see :class:`TokenMaskHead`.
+identical for every sample; on the tiny preset's synthetic data that head learned the text slowly
+(3 epochs: val mIoU 23, against 41 with conditioning; 6 with shuffled sentences for both).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class TokenMaskHead(nn.Module):
         sentence_conditioning: condition the pixels and the kernel on the sentence.
     """
 
-    def __init__(self, dim: int, *, sentence_conditioning: bool = False) -> None:
+    def __init__(self, dim: int, *, sentence_conditioning: bool = True) -> None:
         super().__init__()
         self.mask_embed = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
         self.token_query = nn.Linear(dim, dim)

@@ -112,7 +112,8 @@ class OAQIL(nn.Module):
         heads: heads of the query–text cross-attention; must divide ``dim``.
         hard: hard (straight-through Gumbel) assignment; False = soft attention without noise
             (paper Table 6 row 3).
-        temperature: initial τ (choice: 0.1; learnable, kept ≥ :data:`MIN_TEMPERATURE`).
+        temperature: initial τ (choice: 1.0, see ``PCMRDConfig.initial_temperature``;
+            learnable, kept ≥ :data:`MIN_TEMPERATURE`).
         order: where the Gumbel noise enters relative to τ.
         mlp_ratio: hidden width of the token MLP as a multiple of ``dim``.
     """
@@ -123,7 +124,7 @@ class OAQIL(nn.Module):
         heads: int,
         *,
         hard: bool = True,
-        temperature: float = 0.1,
+        temperature: float = 1.0,
         order: GumbelOrder = GumbelOrder.TEMPERATURE_FIRST,
         mlp_ratio: float = 4.0,
     ) -> None:

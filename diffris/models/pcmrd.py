@@ -43,16 +43,19 @@ class PCMRDConfig(Config):
         multi_scale: fuse adjacent levels (Table 6 row 2); False = each stage sees one level.
         query_tokens: tokens + OAQILs (Table 6 row 3); False = dynamic-convolution baseline.
         hard_assignment: straight-through Gumbel hard assignment (Table 6 row 4); False = soft.
-        initial_temperature: initial learnable τ of every OAQIL (choice: 0.1, so cosine
-            similarities in [-1, 1] become logits in [-10, 10] that can outweigh the noise).
+        initial_temperature: initial learnable τ of every OAQIL (choice: 1.0). At 0.1 the
+            assignments start as a near one-hot argmax of the random initial tokens: the
+            straight-through gradient of softmax(S/τ) vanishes and the grouping never
+            reorganises (tiny preset, synthetic data, 3 epochs: 9 val mIoU, against 41 at 1.0).
+            At 1.0 the Gumbel noise first explores the grouping and τ sharpens as it is learnt.
         gumbel_order: where the Gumbel noise enters relative to τ (choice; see
             :mod:`diffris.models.oaqil`).
         mlp_ratio: hidden width of the OAQIL token MLP as a multiple of ``dim`` (choice: 4).
         sentence_conditioning: the token mask head also multiplies the pixel embeddings by a
             projection of the pooled sentence and adds a sentence-generated kernel to the token
-            kernel (default False keeps the paper-sized parameter count; True is recommended: on
-            the tiny preset's synthetic data the plain token head ignored the text, see
-            :class:`~diffris.models.mask_head.TokenMaskHead`). Unused without query tokens.
+            kernel (choice: True; without it the tiny preset scored 23 val mIoU on synthetic
+            data against 41 with it, see :class:`~diffris.models.mask_head.TokenMaskHead`).
+            Unused without query tokens.
     """
 
     num_queries: int = 8
@@ -61,10 +64,10 @@ class PCMRDConfig(Config):
     multi_scale: bool = True
     query_tokens: bool = True
     hard_assignment: bool = True
-    initial_temperature: float = 0.1
+    initial_temperature: float = 1.0
     gumbel_order: GumbelOrder = GumbelOrder.TEMPERATURE_FIRST
     mlp_ratio: float = 4.0
-    sentence_conditioning: bool = False
+    sentence_conditioning: bool = True
 
     def __post_init__(self) -> None:
         for name in ("num_queries", "dim", "heads"):
@@ -78,7 +81,7 @@ class PCMRDConfig(Config):
         if self.initial_temperature < MIN_TEMPERATURE:
             raise InputError(
                 f"PCMRD initial_temperature={self.initial_temperature} is below "
-                f"{MIN_TEMPERATURE}; use e.g. 0.1"
+                f"{MIN_TEMPERATURE}; use e.g. 1.0"
             )
         if self.mlp_ratio <= 0:
             raise InputError(f"PCMRD mlp_ratio={self.mlp_ratio} must be positive")
