@@ -37,6 +37,6 @@ def test_tiny_model_learns_and_uses_the_text(tmp_path: Path) -> None:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    figures = module.learnability(tmp_path, samples=400, epochs=8, size=128, lr=1e-3)
+    figures = module.learnability(tmp_path, samples=1200, epochs=3, size=256, lr=3e-3)
     assert figures["miou"] >= 60, figures
     assert figures["miou"] - figures["shuffled_miou"] >= 30, figures
