@@ -82,7 +82,7 @@ def main() -> None:
         figures = learnability(Path(scratch), **vars(args))
     print(
         f"tiny preset, {args.samples} training samples of {args.size}² px, {args.epochs} epochs, "
-        f"lr {args.lr:g}, {args.threads} threads; validation n={figures['n']}"
+        f"lr {args.lr:g}, {args.threads} thread(s); validation n={figures['n']}"
     )
     print(f"{'sentences':>9} | {'val mIoU':>8} | {'val oIoU':>8}")
     print(f"{'true':>9} | {figures['miou']:8.2f} | {figures['oiou']:8.2f}")
