@@ -1,7 +1,7 @@
 """Make docs/report-example.png: the ``diffris evaluate --report`` page, rendered in Chromium.
 
-No trained model ships with diffris, and the untrained ``tiny`` preset scores near zero, so the
-example scores a *simulated method*: its predictions are the ground truth of a synthetic
+The only trained model that ships with diffris is the demo model (synthetic scenes, not the
+sentence-level benchmarks), so the example scores a *simulated method*: its predictions are the ground truth of a synthetic
 RRSIS-D-layout test split (whose annotations carry categories), degraded at random (shifted, grown, shrunk, dropped or replaced by
 another object's mask), seeded. That gives the report realistic spreads of IoU to show; the
 figures say nothing about DiffRIS.

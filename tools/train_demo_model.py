@@ -1,12 +1,13 @@
 """Train the demo model (examples/models/demo/): the tiny preset on synthetic aerial scenes.
 
-    python tools/train_demo_model.py [--work DIR] [--epochs 4] [--out examples/models/demo]
+    python tools/train_demo_model.py [--work DIR] [--epochs 10] [--out examples/models/demo]
 
 1. Writes synthetic georeferenced scenes with seeds the example scene does not use (seed 7 is
    the example's): ``--train-scenes`` to train on, one to validate on, each with a ground-truth
    mask for every default scene prompt ("the red roofs", "the ponds", "the roads", ...).
-2. Cuts them into 256 px tiles at native scale (the objects keep the size they have in a 512 px
-   inference tile) and writes (tile, prompt, mask) samples in the RISBench layout.
+2. Cuts them into 256 px tiles (``--tile``) at native scale (the objects keep the size they have
+   in a 512 px inference tile) and writes (tile, prompt, mask) samples in the RISBench layout,
+   keeping a quarter of the training pairs whose mask is empty (``--keep-empty``).
 3. Trains the tiny preset on them with ``diffris.train.train`` (cached latents, 256² input), keeps
    the epoch with the best validation oIoU, and saves it to ``--out`` with ``save_trained``.
 
@@ -49,10 +50,11 @@ def cut_scene(
     out: Path,
     prefix: str,
     *,
+    tile: int = TILE,
     keep_empty: float = 1.0,
     seed: int = 0,
 ) -> list[str]:
-    """Write 256 px tiles of ``scene`` and one mask per (tile, prompt); the phrase lines.
+    """Write ``tile`` px tiles of ``scene`` and one mask per (tile, prompt); the phrase lines.
 
     A (tile, prompt) pair whose mask is empty is kept with probability ``keep_empty``: a few teach
     the model to answer "nothing here", but at the 70 % they make up of all pairs they taught it
@@ -68,22 +70,28 @@ def cut_scene(
             masks[entry["id"]] = source.read(1) > 0
     lines = []
     height, width = image.shape[:2]
-    for row in range(0, height - TILE + 1, TILE):
-        for col in range(0, width - TILE + 1, TILE):
-            tile = image[row : row + TILE, col : col + TILE]
+    for row in range(0, height - tile + 1, tile):
+        for col in range(0, width - tile + 1, tile):
+            pixels = image[row : row + tile, col : col + tile]
             for entry in entries:
-                mask = masks[entry["id"]][row : row + TILE, col : col + TILE]
+                mask = masks[entry["id"]][row : row + tile, col : col + tile]
                 if not mask.any() and rng.random() >= keep_empty:
                     continue
-                name = f"{prefix}_{row // TILE:02d}_{col // TILE:02d}_{entry['id']}.png"
-                Image.fromarray(tile).save(out / "img_rgb" / name, compress_level=1)
+                name = f"{prefix}_{row // tile:02d}_{col // tile:02d}_{entry['id']}.png"
+                Image.fromarray(pixels).save(out / "img_rgb" / name, compress_level=1)
                 Image.fromarray(mask.astype(np.uint8) * 255).save(out / "mask" / name)
                 lines.append(f"{name} {entry['text']}")
     return lines
 
 
 def write_tiles(
-    work: Path, *, train_scenes: int, train_size: int, val_size: int, keep_empty: float
+    work: Path,
+    *,
+    train_scenes: int,
+    train_size: int,
+    val_size: int,
+    keep_empty: float,
+    tile: int = TILE,
 ) -> Path:
     """The RISBench-layout dataset of scene tiles under ``work/data``."""
     data = work / "data"
@@ -111,6 +119,7 @@ def write_tiles(
             folder / "truth",
             data,
             f"s{number}",
+            tile=tile,
             # validation keeps every pair: its oIoU then scores whole scenes, empty tiles included
             keep_empty=keep_empty if split == "train" else 1.0,
             seed=seed,
@@ -125,8 +134,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: temp)")
     parser.add_argument("--out", type=Path, default=REPO / "examples" / "models" / "demo")
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--train-scenes", type=int, default=4, help="training scenes")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--train-scenes", type=int, default=6, help="training scenes")
     parser.add_argument("--train-size", type=int, default=2048, help="training scene side, px")
     parser.add_argument("--val-size", type=int, default=1024, help="validation scene side, px")
     parser.add_argument(
@@ -135,7 +144,8 @@ def main() -> None:
         default=0.25,
         help="share of training (tile, prompt) pairs with an empty mask that are kept",
     )
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--tile", type=int, default=TILE, help="training tile side, px")
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -152,6 +162,7 @@ def main() -> None:
             train_size=args.train_size,
             val_size=args.val_size,
             keep_empty=args.keep_empty,
+            tile=args.tile,
         )
         config = TrainConfig(
             dataset="synthetic",
@@ -160,7 +171,7 @@ def main() -> None:
             epochs=args.epochs,
             batch_size=8,
             device_batch=8,
-            image_size=TILE,
+            image_size=args.tile,
             lr=args.lr,
             cache_latents=True,
             seed=0,
@@ -174,7 +185,11 @@ def main() -> None:
         metadata = {
             "description": "demo model: tiny preset trained on synthetic scenes (see "
             "tools/train_demo_model.py); not a real-imagery model",
-            "training": {"script": "tools/train_demo_model.py", **vars(args), "cpu_s": train_cpu},
+            "training": {
+                "script": "tools/train_demo_model.py",
+                **{k: v for k, v in vars(args).items() if k not in ("work", "out")},
+                "cpu_s": round(train_cpu),
+            },
             "metrics": {"split": "val (synthetic scene tiles)", **result.best["scores"]},
         }
         metadata["training"] = {k: str(v) for k, v in metadata["training"].items()}
