@@ -1,9 +1,9 @@
 """Make docs/report-example.png: the ``diffris evaluate --report`` page, rendered in Chromium.
 
 The only trained model that ships with diffris is the demo model (synthetic scenes, not the
-sentence-level benchmarks), so the example scores a *simulated method*: its predictions are the ground truth of a synthetic
-RRSIS-D-layout test split (whose annotations carry categories), degraded at random (shifted, grown, shrunk, dropped or replaced by
-another object's mask), seeded. That gives the report realistic spreads of IoU to show; the
+sentence-level benchmarks), so the example scores a *simulated method*: its predictions are the
+ground truth of a synthetic RRSIS-D-layout test split (whose annotations carry categories),
+degraded at random (shifted, grown, shrunk, dropped or replaced by another object's mask), seeded. That gives the report realistic spreads of IoU to show; the
 figures say nothing about DiffRIS.
 
     python tools/make_report_example.py [--out docs/report-example.png] [--samples 48]

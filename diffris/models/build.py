@@ -215,16 +215,22 @@ def condition_random_weights(
 
     for layer in module.modules():
         if isinstance(layer, torch.nn.Conv2d | torch.nn.Linear):
-            fan_in = layer.weight[0].numel()
-            weight = torch.randn(layer.weight.shape, generator=generator) / fan_in**0.5
-            layer.weight.copy_(weight)
-            if layer.bias is not None:
-                layer.bias.zero_()
+            _redraw_variance_preserving(layer, generator)
     for name, layer in module.named_modules():
         if isinstance(layer, ResnetBlock2D):
             layer.conv2.weight.mul_(residual_gain)
         elif name.endswith("proj_out") and isinstance(layer, torch.nn.Conv2d | torch.nn.Linear):
             layer.weight.mul_(residual_gain)
+
+
+def _redraw_variance_preserving(
+    layer: torch.nn.Conv2d | torch.nn.Linear, generator: torch.Generator
+) -> None:
+    """N(0, 1/fan_in) weights and zero bias, in place (call under ``torch.no_grad``)."""
+    fan_in = layer.weight[0].numel()
+    layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) / fan_in**0.5)
+    if layer.bias is not None:
+        layer.bias.zero_()
 
 
 @torch.no_grad()
@@ -244,10 +250,7 @@ def condition_random_text_model(
     """
     for name, layer in model.named_modules():
         if isinstance(layer, torch.nn.Linear):
-            fan_in = layer.weight.shape[1]
-            layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) / fan_in**0.5)
-            if layer.bias is not None:
-                layer.bias.zero_()
+            _redraw_variance_preserving(layer, generator)
             if name.endswith(("out_proj", "fc2")):
                 layer.weight.mul_(residual_gain)
         elif isinstance(layer, torch.nn.Embedding):
@@ -259,9 +262,10 @@ def build_tiny_components() -> SDComponents:
     """The tiny preset's parts, bit-identical on every call (fixed seed, caller's RNG untouched).
 
     The VAE and UNet weights are random but conditioned (:func:`condition_random_weights`) so
-    that their features describe the image, and the text model's
-    (:func:`condition_random_text_model`) so that its features tell the words apart; the VAE's posterior mean is scaled by
-    :data:`TINY_LATENT_GAIN` so that the default ``latent_scale`` suits it as it suits SD-1.5.
+    that their features describe the image, and the text model's weights
+    (:func:`condition_random_text_model`) so that its features tell the words apart; the VAE's
+    posterior mean is scaled by :data:`TINY_LATENT_GAIN` so that the default ``latent_scale``
+    suits it as it suits SD-1.5.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_SEED)
