@@ -12,6 +12,13 @@ Ablation switches (paper Table 6): ``multi_scale=False`` makes each stage use it
 (level 0 is then unused); ``query_tokens=False`` removes tokens and OAQILs, and a 1×1 kernel
 generated from the sentence scores the pixels (the table's baseline, dynamic convolution);
 ``hard_assignment=False`` uses soft attention (A itself, no one-hot, no noise).
+
+Spatial context (a choice, ``context_layers``; 0 = the paper's decoder, the ``sd15`` default): the
+finest fused map gets a residual :class:`ContextBlock` (average-pooled to stride 32, a few 3×3
+convolutions, upsampled and added) before the last OAQIL and the mask head. The tiny preset's
+random frozen backbone leaves its coarse maps without usable layout, so its decoder alone could
+not tell a round pond from a river of the same colour; the block gives the trainable part a
+receptive field of several hundred pixels on the fine, colour-faithful map.
 """
 
 from __future__ import annotations
@@ -56,6 +63,11 @@ class PCMRDConfig(Config):
             kernel (choice: True; without it the tiny preset scored 23 val mIoU on synthetic
             data against 41 with it, see :class:`~diffris.models.mask_head.TokenMaskHead`).
             Unused without query tokens.
+        context_layers: 3×3 conv-GN-GELU layers of the :class:`ContextBlock` on the finest
+            fused map (choice: 0, the paper's decoder; the tiny preset uses 4). With a frozen
+            random backbone a probe on its features separated pond from river cells at 54 %
+            (balanced accuracy, held-out scene) from the coarse maps and at 94 % with four such
+            layers on the pooled stride-8 map.
     """
 
     num_queries: int = 8
@@ -68,11 +80,16 @@ class PCMRDConfig(Config):
     gumbel_order: GumbelOrder = GumbelOrder.TEMPERATURE_FIRST
     mlp_ratio: float = 4.0
     sentence_conditioning: bool = True
+    context_layers: int = 0
 
     def __post_init__(self) -> None:
         for name in ("num_queries", "dim", "heads"):
             if getattr(self, name) < 1:
                 raise InputError(f"PCMRD {name}={getattr(self, name)} must be at least 1")
+        if self.context_layers < 0:
+            raise InputError(
+                f"PCMRD context_layers={self.context_layers} must be 0 (no context block) or more"
+            )
         if self.dim % self.heads:
             raise InputError(
                 f"PCMRD dim={self.dim} is not divisible by heads={self.heads}; "
@@ -110,6 +127,43 @@ class FusionStage(nn.Module):
         return self.smooth(fused)
 
 
+class ContextBlock(nn.Module):
+    """Residual spatial context at stride 32: x + up(body(avgpool(x))), starting as the identity.
+
+    Average pooling (not a strided conv) keeps what the fine map says about colour; the 3×3
+    layers then see ``2 * layers + 1`` cells of 32 px. The last 1×1 projection starts at zero, so
+    a new block changes nothing until it has learned something (ControlNet's zero convolution).
+    """
+
+    #: Pooling factor from the stride-8 map to the block's stride 32.
+    POOL = 4
+
+    def __init__(self, dim: int, layers: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            *(
+                module
+                for _ in range(layers)
+                for module in (
+                    nn.Conv2d(dim, dim, 3, padding=1, bias=False),
+                    group_norm(dim),
+                    nn.GELU(),
+                )
+            )
+        )
+        self.project = nn.Conv2d(dim, dim, 1)
+        nn.init.zeros_(self.project.weight)
+        nn.init.zeros_(self.project.bias)
+
+    def forward(self, fused: Tensor) -> Tensor:
+        """(B, C, h, w) -> (B, C, h, w); h and w need not be multiples of the pooling."""
+        pooled = F.avg_pool2d(fused, self.POOL, ceil_mode=True)
+        context = self.project(self.body(pooled))
+        return fused + F.interpolate(
+            context, size=fused.shape[-2:], mode="bilinear", align_corners=False
+        )
+
+
 class PCMRD(nn.Module):
     """Progressive cross-modal reasoning decoder.
 
@@ -141,6 +195,7 @@ class PCMRD(nn.Module):
         # level 0 is only an input to stage 1's fusion; without multi-scale it is unused
         self.coarsest = nn.Conv2d(channels[0], dim, 1) if config.multi_scale else None
         self.stages = nn.ModuleList(FusionStage(c, dim) for c in channels[1:])
+        self.context = ContextBlock(dim, config.context_layers) if config.context_layers else None
         self.queries: nn.Parameter | None = None
         self.interactions: nn.ModuleList | None = None
         self.head: TokenMaskHead | DynamicConvHead
@@ -201,6 +256,8 @@ class PCMRD(nn.Module):
         for k, stage in enumerate(self.stages):
             fused = stage(features[k + 1], coarser)
             coarser = fused if self.config.multi_scale else None
+            if self.context is not None and k == len(self.stages) - 1:
+                fused = self.context(fused)
             if self.interactions is not None and tokens is not None:
                 tokens = self.interactions[k](fused, tokens, words, padding)
 

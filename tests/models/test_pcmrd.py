@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from diffris.errors import InputError
 from diffris.models.mask_head import DynamicConvHead, TokenMaskHead
 from diffris.models.oaqil import OAQIL, GumbelOrder, average_assigned, gumbel_assign
-from diffris.models.pcmrd import PCMRD, PCMRDConfig
+from diffris.models.pcmrd import PCMRD, ContextBlock, PCMRDConfig
 
 torch.set_num_threads(1)
 
@@ -246,6 +246,47 @@ def test_soft_assignment_switch_removes_the_noise():
     _check_trains(decoder)
 
 
+def test_context_block_starts_as_the_identity_and_sees_far_beyond_a_3x3_conv():
+    torch.manual_seed(0)
+    block = ContextBlock(DIM, 2)
+    fused = torch.randn(1, DIM, 40, 40)
+    with torch.no_grad():
+        assert torch.equal(block(fused), fused)  # zero projection: a new block changes nothing
+        torch.nn.init.normal_(block.project.weight)  # as after training
+        moved = fused.clone()
+        moved[..., 0, 0] += 5.0
+        change = (block(moved) - block(fused)).abs().sum(dim=1)[0] - (moved - fused).abs().sum(1)[0]
+    # pooled ×4, two 3×3 layers: a change at cell 0 reaches 10 cells (80 px at stride 8) away;
+    # far away only the GroupNorm statistics move
+    far = change[20:, 20:].abs().max()
+    assert change[0, 10] > 5 * far and change[10, 0] > 5 * far
+
+
+def test_context_block_is_off_by_default_and_starts_neutral_in_the_decoder():
+    assert PCMRDConfig().context_layers == 0 and _decoder().context is None
+    with_context = _decoder(context_layers=2)
+    assert with_context.context is not None
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in with_context.context.modules()) == 3
+    plain = _decoder()
+    own = {k: v for k, v in with_context.state_dict().items() if not k.startswith("context.")}
+    plain.load_state_dict(own)
+    text, mask = _text()
+    features = _features((256, 256))
+    with torch.no_grad():
+        assert torch.equal(
+            with_context.eval()(features, text, mask, (256, 256)),
+            plain.eval()(features, text, mask, (256, 256)),
+        )
+    _check_trains(with_context)
+    # one step moves the zero projection, after which the context changes the logits
+    with_context.zero_grad()
+    logits = with_context.train()(features, text, mask, (256, 256))
+    F.binary_cross_entropy_with_logits(
+        logits, (features[-1][:, :1] > 0).float().repeat_interleave(8, -1).repeat_interleave(8, -2)
+    ).backward()
+    assert with_context.context.project.weight.grad.abs().sum() > 0
+
+
 def test_runs_under_bfloat16_autocast():
     decoder = _decoder()
     text, mask = _text()
@@ -289,6 +330,7 @@ def test_config_round_trip_and_validation():
         initial_temperature=0.5,
         gumbel_order=GumbelOrder.NOISE_FIRST,
         mlp_ratio=2.0,
+        context_layers=3,
     )
     plain = json.loads(json.dumps(config.to_dict()))
     assert plain["gumbel_order"] == "noise_first"
@@ -300,6 +342,8 @@ def test_config_round_trip_and_validation():
         PCMRDConfig.from_dict({"gumbel_order": "sideways"})
     with pytest.raises(InputError, match="not divisible by heads=3"):
         PCMRDConfig(heads=3)
+    with pytest.raises(InputError, match="context_layers=-1 must be 0"):
+        PCMRDConfig(context_layers=-1)
 
 
 def test_sd15_sizes_build_on_the_meta_device():
