@@ -23,6 +23,7 @@ import resource
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,11 @@ TILE = 256
 #: scene uses seed 7, so neither sees it.
 TRAIN_SEED = 101
 VAL_SEED = 202
+#: Share of a tile's pixels that must look like the prompt's objects, outside its mask, for the
+#: (tile, prompt) pair to count as a look-alike pair.
+LOOKALIKE_SHARE = 0.02
+#: Largest per-band standard deviation of a prompt's object pixels for them to count as one colour.
+MAX_COLOUR_SD = 12.0
 
 
 def cut_scene(
@@ -52,6 +58,7 @@ def cut_scene(
     *,
     tile: int = TILE,
     keep_empty: float = 1.0,
+    lookalike_repeats: int = 1,
     seed: int = 0,
 ) -> list[str]:
     """Write ``tile`` px tiles of ``scene`` and one mask per (tile, prompt); the phrase lines.
@@ -59,6 +66,11 @@ def cut_scene(
     A (tile, prompt) pair whose mask is empty is kept with probability ``keep_empty``: a few teach
     the model to answer "nothing here", but at the 70 % they make up of all pairs they taught it
     to answer nothing at all (per-sample Dice scores an empty prediction of an empty mask 1).
+
+    A pair whose tile shows look-alikes (at least :data:`LOOKALIKE_SHARE` of its pixels outside
+    the mask have the colour of the prompt's objects, e.g. a river for "the ponds") is always
+    kept and listed ``lookalike_repeats`` times: such pairs are rare (one river crosses a scene)
+    and they are the only ones that teach the model what the colour alone cannot.
     """
     rng = np.random.default_rng(seed)
     entries = yaml.safe_load(prompts_file.read_text())
@@ -68,6 +80,7 @@ def cut_scene(
     for entry in entries:
         with rasterio.open(truth / f"{entry['id']}.tif") as source:
             masks[entry["id"]] = source.read(1) > 0
+    colours = {key: object_colour(image, mask) for key, mask in masks.items()}
     lines = []
     height, width = image.shape[:2]
     for row in range(0, height - tile + 1, tile):
@@ -75,13 +88,34 @@ def cut_scene(
             pixels = image[row : row + tile, col : col + tile]
             for entry in entries:
                 mask = masks[entry["id"]][row : row + tile, col : col + tile]
-                if not mask.any() and rng.random() >= keep_empty:
+                lookalike = colours[entry["id"]](pixels) & ~mask
+                hard = lookalike.mean() >= LOOKALIKE_SHARE
+                if not hard and not mask.any() and rng.random() >= keep_empty:
                     continue
+                repeats = lookalike_repeats if hard else 1
                 name = f"{prefix}_{row // tile:02d}_{col // tile:02d}_{entry['id']}.png"
                 Image.fromarray(pixels).save(out / "img_rgb" / name, compress_level=1)
                 Image.fromarray(mask.astype(np.uint8) * 255).save(out / "mask" / name)
-                lines.append(f"{name} {entry['text']}")
+                lines += [f"{name} {entry['text']}"] * repeats
     return lines
+
+
+def object_colour(image: np.ndarray, mask: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """A test for "has the colour of the masked objects": within 2 sd (+4) of their mean, per band.
+
+    Only for objects of one colour (every band's sd at most :data:`MAX_COLOUR_SD`); for mixed
+    ones ("the buildings") it matches nothing. On the synthetic scenes it matches 94 % of pond
+    pixels, 98 % of river pixels and no other object's (ponds and rivers share one renderer).
+    """
+    objects = image[mask].astype(np.float32)
+    if not len(objects) or objects.std(axis=0).max() > MAX_COLOUR_SD:
+        return lambda pixels: np.zeros(pixels.shape[:2], dtype=bool)
+    mean, tolerance = objects.mean(axis=0), 2 * objects.std(axis=0) + 4
+
+    def matches(pixels: np.ndarray) -> np.ndarray:
+        return (np.abs(pixels.astype(np.float32) - mean) < tolerance).all(axis=-1)
+
+    return matches
 
 
 def write_tiles(
@@ -91,6 +125,7 @@ def write_tiles(
     train_size: int,
     val_size: int,
     keep_empty: float,
+    lookalike_repeats: int = 1,
     tile: int = TILE,
 ) -> Path:
     """The RISBench-layout dataset of scene tiles under ``work/data``."""
@@ -122,6 +157,7 @@ def write_tiles(
             tile=tile,
             # validation keeps every pair: its oIoU then scores whole scenes, empty tiles included
             keep_empty=keep_empty if split == "train" else 1.0,
+            lookalike_repeats=lookalike_repeats if split == "train" else 1,
             seed=seed,
         )
     splits["test"] = splits["val"]
@@ -144,6 +180,12 @@ def main() -> None:
         default=0.25,
         help="share of training (tile, prompt) pairs with an empty mask that are kept",
     )
+    parser.add_argument(
+        "--lookalike-repeats",
+        type=int,
+        default=1,
+        help="times each training pair whose tile shows look-alikes of its objects is listed",
+    )
     parser.add_argument("--tile", type=int, default=TILE, help="training tile side, px")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--threads", type=int, default=2)
@@ -162,6 +204,7 @@ def main() -> None:
             train_size=args.train_size,
             val_size=args.val_size,
             keep_empty=args.keep_empty,
+            lookalike_repeats=args.lookalike_repeats,
             tile=args.tile,
         )
         config = TrainConfig(
