@@ -377,10 +377,8 @@ def compose(
 
 def tiny_head_configs() -> tuple[CPAdapterConfig, PCMRDConfig]:
     """Heads sized to the tiny backbone: a 64-wide decoder keeps a 512² tile well under a
-    second on a CPU (the paper's 256-wide decoder would be ~70 % of the tiny forward), and a
-    4-layer context block gives it the spatial context its random frozen backbone lacks
-    (see :class:`~diffris.models.pcmrd.PCMRDConfig`)."""
-    return CPAdapterConfig(heads=4, rank=8), PCMRDConfig(dim=64, heads=4, context_layers=4)
+    second on a CPU (the paper's 256-wide decoder would be ~70 % of the tiny forward)."""
+    return CPAdapterConfig(heads=4, rank=8), PCMRDConfig(dim=64, heads=4)
 
 
 def build_tiny(
