@@ -89,7 +89,7 @@ def coarse_maps(tile: Tile) -> Tensor:
 
 
 def pooled_fine_map(tile: Tile) -> Tensor:
-    return F.avg_pool2d(tile[0][-1][None], TILE // 8 // (TILE // CELL))[0]
+    return F.avg_pool2d(tile[0][-1][None], CELL // 8)[0]  # the finest level is at stride 8
 
 
 def water_mask(tile: Tile) -> Tensor:
@@ -119,7 +119,8 @@ def probe(
             torch.stack([t[2] > 0.9 for t in tiles]),
         )
 
-    x, pond, river = stack(train_tiles)
+    stacked = {name: stack(tiles) for name, tiles in {"train": train_tiles, **held_out}.items()}
+    x, pond, river = stacked["train"]
     mean, std = x.mean((0, 2, 3), keepdim=True), x.std((0, 2, 3), keepdim=True) + 1e-6
     width = 64
     layers: list[nn.Module] = [nn.Conv2d(x.shape[1], width, 1)]
@@ -139,8 +140,7 @@ def probe(
             optimizer.step()
     scores = {}
     with torch.no_grad():
-        for name, tiles in {"train": train_tiles, **held_out}.items():
-            x_, pond_, river_ = stack(tiles)
+        for name, (x_, pond_, river_) in stacked.items():
             scores[name] = balanced_accuracy(net((x_ - mean) / std), pond_, river_)
     return scores
 

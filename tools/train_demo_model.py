@@ -69,8 +69,9 @@ def cut_scene(
 
     With ``lookalike_repeats`` ≥ 1, a pair whose tile shows look-alikes (at least
     :data:`LOOKALIKE_SHARE` of its pixels outside the mask have the colour of the prompt's
-    objects, e.g. a river for "the ponds") is always kept and listed that many times: such pairs are rare (one river crosses a scene)
-    and they are the only ones that teach the model what the colour alone cannot.
+    objects, e.g. a river for "the ponds") is always kept and listed that many times: such pairs
+    are rare (one river crosses a scene) and they are the only ones that teach the model what
+    the colour alone cannot.
     """
     rng = np.random.default_rng(seed)
     entries = yaml.safe_load(prompts_file.read_text())
@@ -80,7 +81,12 @@ def cut_scene(
     for entry in entries:
         with rasterio.open(truth / f"{entry['id']}.tif") as source:
             masks[entry["id"]] = source.read(1) > 0
-    colours = {key: object_colour(image, mask) for key, mask in masks.items()}
+    # the colour test costs a pass over every (tile, prompt): only when look-alikes are wanted
+    colours = (
+        {key: object_colour(image, mask) for key, mask in masks.items()}
+        if lookalike_repeats
+        else {}
+    )
     lines = []
     height, width = image.shape[:2]
     for row in range(0, height - tile + 1, tile):
@@ -88,8 +94,9 @@ def cut_scene(
             pixels = image[row : row + tile, col : col + tile]
             for entry in entries:
                 mask = masks[entry["id"]][row : row + tile, col : col + tile]
-                lookalike = colours[entry["id"]](pixels) & ~mask
-                hard = lookalike_repeats > 0 and lookalike.mean() >= LOOKALIKE_SHARE
+                hard = bool(colours) and (
+                    (colours[entry["id"]](pixels) & ~mask).mean() >= LOOKALIKE_SHARE
+                )
                 if not hard and not mask.any() and rng.random() >= keep_empty:
                     continue
                 repeats = lookalike_repeats if hard else 1

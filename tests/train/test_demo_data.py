@@ -1,4 +1,4 @@
-"""The demo model's training tiles (tools/train_demo_model.py): empty pairs thinned, look-alikes kept.
+"""Training tiles of the demo model (tools/train_demo_model.py): empties thinned, look-alikes kept.
 
 Checked on a hand-made scene where every pixel's role is known: a pond, a river of the same
 colour, a red roof, and empty ground.
