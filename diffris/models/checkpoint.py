@@ -35,6 +35,7 @@ from diffris.errors import (
     WeightsNotFoundError,
 )
 from diffris.models.diffris import DiffRIS, DiffRISConfig
+from diffris.tensor_files import save_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,6 @@ def save_trained(
             trained-model folder.
         InputError: ``metadata`` uses a reserved key or is not JSON-able.
     """
-    from safetensors.torch import save_file
-
     folder = Path(folder).expanduser()
     extra = dict(metadata or {})
     if clash := sorted(set(extra) & set(_RESERVED_METADATA)):
@@ -114,7 +113,7 @@ def save_trained(
     staging = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        save_file(tensors, staging / WEIGHTS_NAME, metadata={"format": "pt"})
+        save_tensors(tensors, staging / WEIGHTS_NAME, metadata={"format": "pt"})
         (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
         (staging / METADATA_NAME).write_text(metadata_text + "\n")
         _replace(staging, folder)

@@ -27,6 +27,7 @@ from torch import Tensor
 from diffris.data.base import ReferringDataset
 from diffris.devices import Precision, autocast
 from diffris.eval.evaluate import evaluation_loader
+from diffris.tensor_files import save_tensors
 from diffris.train.distributed import DistContext, all_sum, barrier
 
 if TYPE_CHECKING:
@@ -168,7 +169,7 @@ def build_latent_cache(
         The cache, identical on every rank.
     """
     from safetensors import SafetensorError
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     representatives, rows = distinct_images(dataset)
     key = cache_key(model, dataset, size, precision)
@@ -201,7 +202,7 @@ def build_latent_cache(
     if file is not None and ctx.is_main:
         staging = file.parent / f".{file.name}.tmp"
         key_bytes = torch.frombuffer(bytearray(key.encode()), dtype=torch.uint8)
-        save_file({"latents": latents.contiguous(), "key": key_bytes}, staging)
+        save_tensors({"latents": latents.contiguous(), "key": key_bytes}, staging)
         staging.replace(file)
     barrier(ctx)
     return LatentCache(latents, rows)

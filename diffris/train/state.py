@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from diffris.errors import CheckpointMismatchError, InputNotFoundError
+from diffris.tensor_files import save_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -180,14 +181,12 @@ def save_state(run: Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> P
         tensors: name -> CPU tensor (contiguous, not sharing storage).
         meta: JSON-able values; must hold ``global_step``.
     """
-    from safetensors.torch import save_file
-
     folder = state_dir(run)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"tensors-{int(meta['global_step']):09d}-{uuid.uuid4().hex[:6]}.safetensors"
     target = folder / name
     staging = folder / f".{name}.tmp"
-    save_file(tensors, staging, metadata={"format": "pt"})
+    save_tensors(tensors, staging, metadata={"format": "pt"})
     with staging.open("rb") as stream:
         os.fsync(stream.fileno())
     os.replace(staging, target)

@@ -1,6 +1,7 @@
 """Trained-model folders: round trip, atomic overwrite rules, and mismatch reporting."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,19 @@ def test_existing_folders_are_protected(trained: tuple[DiffRIS, Path], tmp_path:
     with pytest.raises(InputError, match="JSON"):
         save_trained(model, tmp_path / "y", metadata={"tensor": torch.zeros(1)})
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_weights_are_as_readable_as_the_config(
+    trained: tuple[DiffRIS, Path], tmp_path: Path, umask: int
+) -> None:
+    # safetensors writes 0600 whatever the umask; a colleague or the serving account
+    # must be able to read a model that its config.json says is there
+    previous = os.umask(umask)
+    try:
+        folder = save_trained(trained[0], tmp_path / "shared")
+    finally:
+        os.umask(previous)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in folder.iterdir()}
+    assert modes == dict.fromkeys(modes, 0o666 & ~umask)
