@@ -96,9 +96,24 @@ def water_mask(tile: Tile) -> Tensor:
     return tile[1] + tile[2]
 
 
-def balanced_accuracy(logits: Tensor, pond: Tensor, river: Tensor) -> float:
+def balanced_accuracy(logits: Tensor, pond: Tensor, river: Tensor) -> float | None:
+    """Mean of the pond and the river recall; None when a set has no cell of one of them."""
+    if not (pond.any() and river.any()):
+        return None
     said_pond = logits > 0
     return float((said_pond[pond].float().mean() + (~said_pond[river]).float().mean()) / 2)
+
+
+def missing_class(tiles: list[Tile]) -> str | None:
+    """The class (pond or river) no cell of ``tiles`` shows; a probe cannot learn it."""
+    for name, share in (("pond", 1), ("river", 2)):
+        if not any(bool((tile[share] > 0.9).any()) for tile in tiles):
+            return name
+    return None
+
+
+def cell(score: float | None, width: int) -> str:
+    return f"{score:{width}.3f}" if score is not None else f"{'n/a':>{width}}"
 
 
 def probe(
@@ -108,7 +123,7 @@ def probe(
     held_out: dict[str, list[Tile]],
     *,
     epochs: int,
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Train one probe on ``train_tiles``; its balanced accuracy on each held-out set."""
     torch.manual_seed(0)
 
@@ -164,9 +179,15 @@ def main() -> None:
             "val scene": scene_tiles(work / "val", VAL_SEED, 1024, model),
             "example scene": scene_tiles(work / "example", EXAMPLE_SEED, 2048, model),
         }
+    if lacking := missing_class(train_tiles):
+        parser.error(
+            f"the {args.train_scenes} training scene(s) have no {lacking} cell to learn from; "
+            "use --train-scenes 2 or more"
+        )
     sizes = ", ".join(f"{name} {len(tiles)}" for name, tiles in held_out.items())
     print(f"tiles showing water: train {len(train_tiles)}, {sizes}; {args.epochs} epochs")
     print(f"{'input':>15} | {'depth':>5} | {'train':>5} | {'val scene':>9} | {'example':>7}")
+    undefined = False
     for name, inputs, depths in (
         ("coarse maps", coarse_maps, (0, 4)),
         ("pooled fine map", pooled_fine_map, (0, 2, 4)),
@@ -175,9 +196,12 @@ def main() -> None:
         for depth in depths:
             scores = probe(inputs, depth, train_tiles, held_out, epochs=args.epochs)
             print(
-                f"{name:>15} | {depth:>5} | {scores['train']:5.3f} | "
-                f"{scores['val scene']:9.3f} | {scores['example scene']:7.3f}"
+                f"{name:>15} | {depth:>5} | {cell(scores['train'], 5)} | "
+                f"{cell(scores['val scene'], 9)} | {cell(scores['example scene'], 7)}"
             )
+            undefined |= None in scores.values()
+    if undefined:
+        print("n/a: that set has no pond or no river cell, so balanced accuracy is undefined")
 
 
 if __name__ == "__main__":
