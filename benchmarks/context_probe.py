@@ -38,6 +38,8 @@ from diffris.models.mask_head import group_norm
 
 TILE = 512
 CELL = 32
+#: A cell is labelled pond (river) when at least this share of it is pond (river).
+PURE_SHARE = 0.9
 #: Seeds as in tools/train_demo_model.py (training from 101, validation 202) and examples/ (7).
 TRAIN_SEED, VAL_SEED, EXAMPLE_SEED = 101, 202, 7
 
@@ -107,7 +109,7 @@ def balanced_accuracy(logits: Tensor, pond: Tensor, river: Tensor) -> float | No
 def missing_class(tiles: list[Tile]) -> str | None:
     """The class (pond or river) no cell of ``tiles`` shows; a probe cannot learn it."""
     for name, share in (("pond", 1), ("river", 2)):
-        if not any(bool((tile[share] > 0.9).any()) for tile in tiles):
+        if not any(bool((tile[share] > PURE_SHARE).any()) for tile in tiles):
             return name
     return None
 
@@ -130,8 +132,8 @@ def probe(
     def stack(tiles: list[Tile]) -> tuple[Tensor, Tensor, Tensor]:
         return (
             torch.stack([inputs(t) for t in tiles]),
-            torch.stack([t[1] > 0.9 for t in tiles]),
-            torch.stack([t[2] > 0.9 for t in tiles]),
+            torch.stack([t[1] > PURE_SHARE for t in tiles]),
+            torch.stack([t[2] > PURE_SHARE for t in tiles]),
         )
 
     stacked = {name: stack(tiles) for name, tiles in {"train": train_tiles, **held_out}.items()}

@@ -2,6 +2,7 @@
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -156,14 +157,11 @@ def test_existing_folders_are_protected(trained: tuple[DiffRIS, Path], tmp_path:
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
 @pytest.mark.parametrize("umask", [0o022, 0o027])
 def test_weights_are_as_readable_as_the_config(
-    trained: tuple[DiffRIS, Path], tmp_path: Path, umask: int
+    trained: tuple[DiffRIS, Path], tmp_path: Path, set_umask: Callable[[int], int], umask: int
 ) -> None:
     # safetensors writes 0600 whatever the umask; a colleague or the serving account
     # must be able to read a model that its config.json says is there
-    previous = os.umask(umask)
-    try:
-        folder = save_trained(trained[0], tmp_path / "shared")
-    finally:
-        os.umask(previous)
+    set_umask(umask)
+    folder = save_trained(trained[0], tmp_path / "shared")
     modes = {path.name: path.stat().st_mode & 0o777 for path in folder.iterdir()}
     assert modes == dict.fromkeys(modes, 0o666 & ~umask)

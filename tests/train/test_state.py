@@ -1,7 +1,6 @@
 """The resumable state: no pickle, exact optimiser and RNG round trips, crash-safe writes."""
 
 import json
-import os
 import random
 from pathlib import Path
 
@@ -88,14 +87,3 @@ def test_missing_and_damaged_states_are_refused(tmp_path: Path) -> None:
     target.write_bytes(target.read_bytes()[:-4] + b"\x00\x00\x00\x01")
     with pytest.raises(CheckpointMismatchError, match="the state is damaged"):
         state_io.load_state(tmp_path)
-
-
-@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
-def test_state_files_follow_the_umask(tmp_path: Path) -> None:
-    previous = os.umask(0o027)
-    try:
-        state_io.save_state(tmp_path, {"a": torch.ones(3)}, {"global_step": 1})
-    finally:
-        os.umask(previous)
-    modes = {path.name: path.stat().st_mode & 0o777 for path in (tmp_path / "state").iterdir()}
-    assert len(modes) == 2 and set(modes.values()) == {0o640}, modes

@@ -2,6 +2,8 @@
 latent caching, and a NaN stop."""
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -99,6 +101,23 @@ def test_cached_latents_give_the_same_losses(synth_root: Path, tmp_path: Path) -
     stored = load_file(tmp_path / "cached" / "latents.safetensors")["latents"]
     # one latent per training image, 16² at 128² px
     assert stored.shape == (16, TINY_LATENT_CHANNELS, 16, 16)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_every_run_file_is_as_readable_as_the_umask_says(
+    synth_root: Path, tmp_path: Path, set_umask: Callable[[int], int]
+) -> None:
+    # models, training state and latent cache are safetensors, which writes 0600 by itself;
+    # a team's shared runs/ folder must be readable by the group like config.yaml is
+    set_umask(0o027)
+    run = tmp_path / "run"
+    train(small_config(synth_root, epochs=1, cache_latents=True), run, launch=quick_launch())
+    modes = {
+        str(p.relative_to(run)): p.stat().st_mode & 0o777 for p in run.rglob("*") if p.is_file()
+    }
+    assert {"latents.safetensors", "best/model.safetensors", "last/model.safetensors"} <= set(modes)
+    assert any(name.startswith("state/tensors-") for name in modes)
+    assert modes == dict.fromkeys(modes, 0o640)
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_state(
