@@ -21,6 +21,7 @@ from rasterio.enums import Resampling
 
 from diffris.geo.sinks.gdal_options import probe_creation_options
 from diffris.geo.sinks.geotiff import GeoTiffSink, gtiff_options, open_gtiff
+from diffris.geo.sinks.photometric import mark_bands_as_data
 from diffris.geo.sinks.publish import remove_path
 from diffris.geo.sinks.spec import OutputFormat, OutputSpec, OutputType
 
@@ -91,6 +92,7 @@ class CogSink(GeoTiffSink):
         options = cog_options(spec)
         logger.debug("copying %s to COG with %s", self._intermediate, options)
         rasterio.shutil.copy(self._intermediate, partial, driver="COG", **options)
+        mark_bands_as_data(partial)  # the COG driver calls 3-4 uint8 bands RGB(A)
         remove_path(self._intermediate)
         self._intermediate = None
 

@@ -2,9 +2,10 @@
 
 Defaults (each overridable with ``--co KEY=VALUE``, passed to GDAL's GTiff driver as is):
 ``TILED=YES``, ``BLOCKXSIZE=BLOCKYSIZE=<block size>``, ``COMPRESS=DEFLATE``, ``PREDICTOR=2``
-(3 for float32), ``BIGTIFF=IF_SAFER``. Each band's description is its prompt text; its tags carry
-``prompt_id`` and ``threshold``; the dataset tags are ``spec.tags`` plus ``output_type``. uint8
-probabilities get a band scale of 1/254 (see :mod:`diffris.geo.sinks.spec`).
+(3 for float32), ``BIGTIFF=IF_SAFER``, ``PHOTOMETRIC=MINISBLACK`` (bands are grey/undefined for
+any number of prompts: never RGB, never alpha). Each band's description is its prompt text; its
+tags carry ``prompt_id`` and ``threshold``; the dataset tags are ``spec.tags`` plus
+``output_type``. uint8 probabilities get a band scale of 1/254 (see :mod:`diffris.geo.sinks.spec`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def gtiff_options(spec: OutputSpec, overrides: dict[str, str] | None = None) -> 
         "COMPRESS": "DEFLATE",
         "PREDICTOR": "3" if spec.dtype is OutputDtype.FLOAT32 else "2",
         "BIGTIFF": "IF_SAFER",
+        # Bands are prompts, not colours: GDAL would call 3 or 4 bands RGB(A), and a 4th
+        # "alpha" band makes gdalwarp blank every other band wherever it is 0.
+        "PHOTOMETRIC": "MINISBLACK",
     }
     options.update(overrides or {})
     return options
