@@ -11,7 +11,7 @@ from rasterio.vrt import WarpedVRT
 
 from tests.geo.sink_helpers import read_ifds
 
-PHOTOMETRIC_TAG, EXTRA_SAMPLES_TAG = 262, 338
+PHOTOMETRIC_TAG, SAMPLES_TAG, EXTRA_SAMPLES_TAG = 262, 277, 338
 MINISBLACK = 1
 ASSOCIATED_ALPHA, UNASSOCIATED_ALPHA = 1, 2
 
@@ -24,7 +24,11 @@ def photometric_problems(path: Path) -> list[str]:
         photometric = ifd.tags.get(PHOTOMETRIC_TAG, [MINISBLACK])[0]
         if photometric != MINISBLACK:
             problems.append(f"IFD {index}: PhotometricInterpretation {photometric}")
-        alpha = {ASSOCIATED_ALPHA, UNASSOCIATED_ALPHA} & set(ifd.tags.get(EXTRA_SAMPLES_TAG, []))
+        extra = ifd.tags.get(EXTRA_SAMPLES_TAG, [])
+        alpha = {ASSOCIATED_ALPHA, UNASSOCIATED_ALPHA} & set(extra)
+        samples = ifd.tags.get(SAMPLES_TAG, [1])[0]
+        if photometric == MINISBLACK and samples != 1 + len(extra):  # libtiff would complain
+            problems.append(f"IFD {index}: {samples} samples but {len(extra)} extra samples")
         if alpha:
             problems.append(f"IFD {index}: ExtraSamples declares alpha")
     with rasterio.open(path) as dataset:

@@ -21,7 +21,7 @@ from rasterio.enums import Resampling
 
 from diffris.geo.sinks.gdal_options import probe_creation_options
 from diffris.geo.sinks.geotiff import GeoTiffSink, gtiff_options, open_gtiff
-from diffris.geo.sinks.photometric import mark_bands_as_data
+from diffris.geo.sinks.photometric import copy_as_data_bands, needs_minisblack_copy
 from diffris.geo.sinks.publish import remove_path
 from diffris.geo.sinks.spec import OutputFormat, OutputSpec, OutputType
 
@@ -59,6 +59,18 @@ def cog_options(spec: OutputSpec, *, with_user: bool = True) -> dict[str, str]:
     return {**defaults, **spec.creation_options} if with_user else defaults
 
 
+def _user_resampling(options: dict[str, str], spec: OutputSpec) -> Resampling:
+    """The overview resampling: ``--co OVERVIEW_RESAMPLING`` (or ``RESAMPLING``) if given.
+
+    The overviews are built into the intermediate file and the COG driver copies them, so the
+    user's choice must apply here (the driver ignores it for existing overviews).
+    """
+    name = options.get("OVERVIEW_RESAMPLING", options.get("RESAMPLING", "")).lower()
+    if name in Resampling.__members__:
+        return Resampling[name]
+    return overview_resampling(spec)
+
+
 class CogSink(GeoTiffSink):
     """Writes a tiled GeoTIFF, then copies it to a COG with overviews at commit."""
 
@@ -67,6 +79,7 @@ class CogSink(GeoTiffSink):
     def __init__(self, path: str | Path, spec: OutputSpec, *, overwrite: bool = False) -> None:
         super().__init__(path, spec, overwrite=overwrite)
         self._intermediate: Path | None = None
+        self._extra: list[Path] = []
 
     def _check_options(self) -> None:
         if self.spec.creation_options:
@@ -86,18 +99,27 @@ class CogSink(GeoTiffSink):
         assert self._dataset is not None and self._intermediate is not None
         spec = self.spec
         factors = overview_factors(spec.width, spec.height, spec.block_size)
-        if factors:
-            self._dataset.build_overviews(factors, overview_resampling(spec))
-        self._close()
         options = cog_options(spec)
+        if factors and options["OVERVIEWS"].upper() != "NONE":
+            self._dataset.build_overviews(factors, _user_resampling(options, spec))
+        self._close()
         logger.debug("copying %s to COG with %s", self._intermediate, options)
-        rasterio.shutil.copy(self._intermediate, partial, driver="COG", **options)
-        mark_bands_as_data(partial)  # the COG driver calls 3-4 uint8 bands RGB(A)
-        remove_path(self._intermediate)
-        self._intermediate = None
+        if needs_minisblack_copy(spec.count, spec.numpy_dtype.name, options):
+            # The COG driver would tag 3-4 uint8 bands RGB(A); see .photometric.
+            cog = self._intermediate.with_name(self._intermediate.name + ".rgb")
+            self._extra.append(cog)
+            rasterio.shutil.copy(self._intermediate, cog, driver="COG", **options)
+            copy_as_data_bands(cog, partial, options)
+        else:
+            rasterio.shutil.copy(self._intermediate, partial, driver="COG", **options)
+        self._discard_files()
 
     def _discard(self) -> None:
         super()._discard()
-        if self._intermediate is not None:
-            remove_path(self._intermediate)
-            self._intermediate = None
+        self._discard_files()
+
+    def _discard_files(self) -> None:
+        for path in [self._intermediate, *self._extra]:
+            if path is not None:
+                remove_path(path)
+        self._intermediate, self._extra = None, []

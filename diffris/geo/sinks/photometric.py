@@ -1,50 +1,64 @@
-"""Mark a finished COG's bands as plain data (``PHOTOMETRIC=MINISBLACK``, no alpha) in place.
+"""Give a 3- or 4-band uint8 COG ``PHOTOMETRIC=MINISBLACK`` tags: its bands are data, not colours.
 
 GDAL's GTiff writer calls any 3- or 4-band uint8 raster RGB (4 bands: RGB + alpha) unless the
-``PHOTOMETRIC`` creation option says otherwise, and the COG driver has no such option: it never
-passes one on. A 4-prompt mask would then carry an alpha band, and ``gdalwarp`` blanks every
-other band wherever that prompt is 0. The two TIFF tags concerned are small fixed-size values,
-so they are rewritten in place with tifffile, byte for byte, which keeps the COG layout (IFDs
-before data) intact; GDAL already records the bands' grey/undefined interpretation itself.
+``PHOTOMETRIC`` creation option says otherwise, and the COG driver has no such option. A 4-prompt
+mask would carry an alpha band, and ``gdalwarp`` (or any TIFF reader) would treat the 4th prompt
+as transparency. For those band counts only, the COG driver's product is copied once more by the
+GTiff driver with ``COPY_SRC_OVERVIEWS=YES`` (which keeps the COG layout: IFDs first, overviews
+before the full resolution, the ghost header) and an explicit ``PHOTOMETRIC=MINISBLACK``, with
+the compression, predictor, blocks and BigTIFF-ness the COG driver chose.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["mark_bands_as_data"]
+import rasterio
+import rasterio.shutil
+
+__all__ = ["needs_minisblack_copy", "copy_as_data_bands"]
 
 logger = logging.getLogger(__name__)
 
-_RGB, _MINISBLACK = 2, 1
-_EXTRASAMPLE_UNSPECIFIED = 0
-_JPEG = 7  # its stream encodes colour components itself; retagging would change the pixels
+#: The COG's LEVEL option under the GTiff driver's names, by compression.
+_LEVEL_NAMES = {"DEFLATE": "ZLEVEL", "ZSTD": "ZSTD_LEVEL", "LZMA": "LZMA_PRESET"}
 
 
-def mark_bands_as_data(path: Path) -> int:
-    """Retag every RGB image of the TIFF at ``path`` as MINISBLACK with unspecified extra samples.
+def needs_minisblack_copy(count: int, dtype: str, options: Mapping[str, str]) -> bool:
+    """Whether GDAL would tag this COG RGB(A): 3 or 4 uint8 bands (JPEG stays YCbCr/RGB)."""
+    return count in (3, 4) and dtype == "uint8" and options.get("COMPRESS", "").upper() != "JPEG"
 
-    Returns:
-        The number of images (full resolution and overviews) retagged.
+
+def copy_as_data_bands(cog: Path, target: Path, options: Mapping[str, str]) -> None:
+    """Copy the COG at ``cog`` to ``target`` as MINISBLACK, keeping its layout and encoding.
+
+    Args:
+        cog: a COG written by GDAL's COG driver.
+        target: the file to create.
+        options: the COG driver options ``cog`` was written with (for LEVEL and NUM_THREADS).
     """
-    import tifffile
-
-    changed = 0
-    with tifffile.TiffFile(path, mode="r+b") as tif:
-        for page in tif.pages:
-            tags = page.tags  # type: ignore[union-attr]
-            photometric = tags.get("PhotometricInterpretation")
-            compression = tags.get("Compression")
-            if photometric is None or photometric.value != _RGB:
-                continue
-            if compression is not None and compression.value == _JPEG:
-                logger.info("%s is JPEG-compressed RGB; its photometric tag is kept", path)
-                continue
-            photometric.overwrite(_MINISBLACK)
-            extra = tags.get("ExtraSamples")
-            if extra is not None:
-                count = len(extra.value) if isinstance(extra.value, tuple) else 1
-                extra.overwrite((_EXTRASAMPLE_UNSPECIFIED,) * count)
-            changed += 1
-    return changed
+    with rasterio.open(cog) as src:
+        structure = src.tags(ns="IMAGE_STRUCTURE")
+        block_h, block_w = src.block_shapes[0]
+    compress = structure.get("COMPRESSION", "NONE").upper()
+    gtiff = {
+        "COPY_SRC_OVERVIEWS": "YES",
+        "TILED": "YES",
+        "BLOCKXSIZE": str(block_w),
+        "BLOCKYSIZE": str(block_h),
+        "COMPRESS": compress,
+        "INTERLEAVE": structure.get("INTERLEAVE", "PIXEL"),
+        "BIGTIFF": "YES" if cog.read_bytes()[2:4] in (b"+\x00", b"\x00+") else "NO",
+        "PHOTOMETRIC": "MINISBLACK",
+    }
+    if "PREDICTOR" in structure:
+        gtiff["PREDICTOR"] = structure["PREDICTOR"]
+    if "LEVEL" in options and compress in _LEVEL_NAMES:
+        gtiff[_LEVEL_NAMES[compress]] = options["LEVEL"]
+    for key in ("NUM_THREADS", "MAX_Z_ERROR"):
+        if key in options:
+            gtiff[key] = options[key]
+    logger.debug("copying %s as MINISBLACK with %s", cog, gtiff)
+    rasterio.shutil.copy(cog, target, driver="GTiff", **gtiff)
