@@ -189,6 +189,8 @@ def merged_spec(first: Any, height: int, options: Mapping[str, Any]) -> OutputSp
                 threshold=float(threshold) if threshold is not None else None,
             )
         )
+    from diffris.geo.scene import gcp_georeferencing
+
     block_h, block_w = first.block_shapes[0]
     tiled = block_h == block_w and block_h % 16 == 0
     return OutputSpec(
@@ -203,6 +205,7 @@ def merged_spec(first: Any, height: int, options: Mapping[str, Any]) -> OutputSp
         block_size=int(options.get("tile") or (block_h if tiled else DEFAULT_BLOCK_SIZE)),
         tags=tags,
         creation_options=parse_creation_options(options.get("creation_options") or ()),
+        gcps=gcp_georeferencing(first),  # the first part's rows are the scene's
     )
 
 

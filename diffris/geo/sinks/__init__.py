@@ -30,6 +30,7 @@ from diffris.geo.sinks.spec import (
     OutputSpec,
     OutputType,
     parse_creation_options,
+    shift_gcps,
 )
 from diffris.geo.sinks.zarr import ZarrSink
 
@@ -50,6 +51,7 @@ __all__ = [
     "open_sink",
     "parse_creation_options",
     "resolve_format",
+    "shift_gcps",
 ]
 
 #: Output name endings and the format each implies (longest match first).
@@ -108,10 +110,16 @@ def open_sink(
         overwrite: replace an existing output when the new one is complete.
 
     Raises:
-        InputError: unknown format or extension, or bad creation options.
+        InputError: unknown format or extension, bad creation options, or GCPs for Zarr.
         OutputExistsError: ``path`` exists and ``overwrite`` is False.
         OutputNotWritableError: its folder cannot be written.
     """
     fmt = resolve_format(path, format)
+    if spec.gcps is not None and fmt is OutputFormat.ZARR:
+        raise InputError(
+            f"cannot write {path}: the scene is georeferenced by GCPs only, which a Zarr store "
+            "cannot carry; write a GeoTIFF/COG (-o masks.tif) or warp the scene first "
+            "(gdalwarp -t_srs EPSG:<code> scene.tif warped.tif)"
+        )
     check_output(path, overwrite)
     return _SINKS[fmt](path, spec, overwrite=overwrite)

@@ -11,11 +11,13 @@ tags carry ``prompt_id`` and ``threshold``; the dataset tags are ``spec.tags`` p
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import DatasetWriter
 from rasterio.windows import Window
 
@@ -50,7 +52,7 @@ def open_gtiff(path: Path, spec: OutputSpec, options: dict[str, str]) -> Dataset
 
     Args:
         path: file to create (any name; the driver is explicit).
-        spec: size, georeferencing, prompts, encoding.
+        spec: size, georeferencing (CRS + transform, or GCPs), prompts, encoding.
         options: GTiff creation options (see :func:`gtiff_options`).
     """
     profile: dict[str, Any] = {
@@ -63,8 +65,15 @@ def open_gtiff(path: Path, spec: OutputSpec, options: dict[str, str]) -> Dataset
         "transform": spec.transform,
         "nodata": spec.nodata,
     }
-    dataset = rasterio.open(path, "w", **profile, **options)
+    if spec.gcps is not None:  # no geotransform: GDAL would write the identity one
+        del profile["crs"], profile["transform"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # GCPs are set just below
+        dataset = rasterio.open(path, "w", **profile, **options)
     try:
+        if spec.gcps is not None:
+            points, crs = spec.gcps
+            dataset.gcps = (list(points), crs)
         write_metadata(dataset, spec)
     except BaseException:
         dataset.close()
