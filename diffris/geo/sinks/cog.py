@@ -1,8 +1,10 @@
 """Cloud-optimised GeoTIFF output, made by copying a finished tiled GeoTIFF.
 
 The rows stream into an intermediate tiled GeoTIFF (a second temporary name next to the output),
-overviews are built into it (nearest for masks, average for probabilities), and GDAL's COG driver
-*copies* it to the temporary output. rasterio's ``driver="COG"`` writer is never opened for
+overviews are built into it (nearest for masks, average for probabilities, or the user's
+``--co OVERVIEW_RESAMPLING``), and GDAL's COG driver *copies* it to the temporary output. Bands
+are grey/undefined data (``PHOTOMETRIC=MINISBLACK``), never RGB or alpha: see
+:mod:`.photometric` for the 3- and 4-band uint8 case, which the COG driver would tag RGB(A). rasterio's ``driver="COG"`` writer is never opened for
 writing: it buffers the whole raster in memory.
 
 Defaults for the copy (each overridable with ``--co``, passed to the COG driver as is):

@@ -18,12 +18,18 @@ from pathlib import Path
 import rasterio
 import rasterio.shutil
 
-__all__ = ["needs_minisblack_copy", "copy_as_data_bands"]
+__all__ = ["copy_as_data_bands", "needs_minisblack_copy"]
 
 logger = logging.getLogger(__name__)
 
 #: The COG's LEVEL option under the GTiff driver's names, by compression.
 _LEVEL_NAMES = {"DEFLATE": "ZLEVEL", "ZSTD": "ZSTD_LEVEL", "LZMA": "LZMA_PRESET"}
+_PREDICTOR_NUMBERS = {"YES": "2", "STANDARD": "2", "FLOATING_POINT": "3"}
+#: COG options for the overviews and the GTiff config options that carry them.
+_OVERVIEW_CONFIG = {
+    "OVERVIEW_COMPRESS": "COMPRESS_OVERVIEW",
+    "OVERVIEW_PREDICTOR": "PREDICTOR_OVERVIEW",
+}
 
 
 def needs_minisblack_copy(count: int, dtype: str, options: Mapping[str, str]) -> bool:
@@ -60,5 +66,16 @@ def copy_as_data_bands(cog: Path, target: Path, options: Mapping[str, str]) -> N
     for key in ("NUM_THREADS", "MAX_Z_ERROR"):
         if key in options:
             gtiff[key] = options[key]
-    logger.debug("copying %s as MINISBLACK with %s", cog, gtiff)
-    rasterio.shutil.copy(cog, target, driver="GTiff", **gtiff)
+    # The overviews are re-encoded under the GTiff driver's overview settings (config options).
+    overview_config = {
+        name: options[key] for key, name in _OVERVIEW_CONFIG.items() if key in options
+    }
+    if "PREDICTOR_OVERVIEW" in overview_config:
+        # As the COG driver does: YES/STANDARD/FLOATING_POINT as GTiff numbers; NO leaves the
+        # overviews the full resolution's predictor.
+        value = overview_config.pop("PREDICTOR_OVERVIEW").upper()
+        if value in _PREDICTOR_NUMBERS or value.isdigit():
+            overview_config["PREDICTOR_OVERVIEW"] = _PREDICTOR_NUMBERS.get(value, value)
+    logger.debug("copying %s as MINISBLACK with %s, %s", cog, gtiff, overview_config)
+    with rasterio.Env(**overview_config):
+        rasterio.shutil.copy(cog, target, driver="GTiff", **gtiff)
