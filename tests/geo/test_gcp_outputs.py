@@ -15,6 +15,7 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from diffris.archive.runner import EXIT_OK, archive
 from diffris.errors import InputError
+from diffris.inference.run import preflight
 from diffris.inference.segment import segment_scene
 from tests.archive.archive_helpers import OPTIONS, PROMPTS, FieldPredictor, field_processor
 
@@ -94,3 +95,11 @@ def test_a_split_gcp_scene_keeps_the_gcps_of_the_whole(tmp_path: Path) -> None:
     assert _georeferencing(a)[2] == [(p.row, p.col, p.x, p.y) for p in GCPS]
     with rasterio.open(a) as one, rasterio.open(b) as other:
         assert np.array_equal(one.read(), other.read())
+
+
+def test_the_preflight_refuses_a_zarr_output_of_a_gcp_scene(tmp_path: Path) -> None:
+    """Before the model loads: the same one-line reason as the sink's."""
+    scene = write_gcp_scene(tmp_path / "l1.tif")
+    with pytest.raises(InputError, match="georeferenced by GCPs only"):
+        preflight([scene], [tmp_path / "m.zarr"], OPTIONS, overwrite=False)
+    assert preflight([scene], [tmp_path / "m.tif"], OPTIONS, overwrite=False) == []

@@ -46,6 +46,7 @@ __all__ = [
     "OutputType",
     "Sink",
     "ZarrSink",
+    "check_georeferencing",
     "check_output",
     "clean_stale_partials",
     "open_sink",
@@ -91,6 +92,20 @@ def resolve_format(path: str | Path, format: OutputFormat | str | None = None) -
     )
 
 
+def check_georeferencing(path: str | Path, format: OutputFormat, *, has_gcps: bool) -> None:
+    """Refuse a format that cannot carry the scene's georeferencing (GCPs: GeoTIFF/COG only).
+
+    Raises:
+        InputError: GCPs and a Zarr output; the message gives the two ways out.
+    """
+    if has_gcps and format is OutputFormat.ZARR:
+        raise InputError(
+            f"cannot write {path}: the scene is georeferenced by GCPs only, which a Zarr store "
+            "cannot carry; write a GeoTIFF/COG (-o masks.tif) or warp the scene first "
+            "(gdalwarp -t_srs EPSG:<code> scene.tif warped.tif)"
+        )
+
+
 def open_sink(
     path: str | Path,
     spec: OutputSpec,
@@ -115,11 +130,6 @@ def open_sink(
         OutputNotWritableError: its folder cannot be written.
     """
     fmt = resolve_format(path, format)
-    if spec.gcps is not None and fmt is OutputFormat.ZARR:
-        raise InputError(
-            f"cannot write {path}: the scene is georeferenced by GCPs only, which a Zarr store "
-            "cannot carry; write a GeoTIFF/COG (-o masks.tif) or warp the scene first "
-            "(gdalwarp -t_srs EPSG:<code> scene.tif warped.tif)"
-        )
+    check_georeferencing(path, fmt, has_gcps=spec.gcps is not None)
     check_output(path, overwrite)
     return _SINKS[fmt](path, spec, overwrite=overwrite)
