@@ -3,10 +3,12 @@
 A scene taller than ``split_rows`` becomes ``n`` *part jobs*, each producing the output rows
 ``[start, stop)`` (ranges aligned to the output block size, so every output block comes from
 exactly one part). A part is an ordinary job for the backends, so parts spread over workers like
-scenes do. Each part writes a complete little GeoTIFF of its rows (height ``stop - start``, the
-scene's transform shifted down by ``start`` rows, the same band metadata and tags) into
-``<out>/.diffris-parts/<job key>/``; when all parts are done the driver copies them, block by
-block, into the real output (no recomputation), publishes it atomically, and deletes the parts.
+scenes do. Each part writes a plain little GeoTIFF of its rows (height ``stop - start``, the
+scene's transform shifted down by ``start`` rows, the same band metadata and tags; the job's
+format and ``--co`` are kept for the merge) into ``<out>/.diffris-parts/<job key>/``; when all
+parts are done the driver streams them, block by block, through the same sink an unsplit run
+writes with (GeoTIFF or COG: one writer, one creation profile; no recomputation), which
+publishes the output atomically, then deletes the parts and the emptied parts folder.
 
 Why the result is identical to one worker's: the tile grid is anchored at the raster origin and
 does not depend on the row range; a part predicts *every* grid tile that overlaps its rows
@@ -18,22 +20,29 @@ weights it sees in an unsplit run. What a processor must provide: honour ``job.r
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from diffris.archive.jobs import SceneJob
 
-__all__ = ["PARTS_DIR", "SplitGroup", "merge_parts", "row_ranges", "split_jobs"]
+if TYPE_CHECKING:
+    from diffris.geo.sinks import OutputSpec
+
+__all__ = ["PARTS_DIR", "SplitGroup", "merge_parts", "merged_spec", "row_ranges", "split_jobs"]
 
 logger = logging.getLogger(__name__)
 
 PARTS_DIR = ".diffris-parts"
 _SPLITTABLE = (".tif", ".tiff")
+#: Parts are plain GeoTIFF staging files; the job's format and ``--co`` apply at the merge.
+_PART_OPTIONS: dict[str, Any] = {"format": "gtiff", "creation_options": []}
 
 
 def row_ranges(height: int, max_rows: int, align: int) -> list[tuple[int, int]]:
@@ -107,11 +116,13 @@ def split_jobs(
         folder = out_dir / PARTS_DIR / job.key
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
+        staging = {key: value for key, value in _PART_OPTIONS.items() if key in job.options}
         parts = [
             dataclasses.replace(
                 job,
                 key=f"{job.key}:{start}-{stop}",
                 output=str(folder / f"rows-{start:09d}-{stop:09d}.tif"),
+                options={**job.options, **staging},
                 rows=(start, stop),
             )
             for start, stop in ranges
@@ -124,72 +135,82 @@ def split_jobs(
 
 
 def merge_parts(group: SplitGroup) -> None:
-    """Copy the finished parts into ``group.job.output`` and publish it atomically.
+    """Stream the finished parts, in row order, through the sink an unsplit run uses.
 
-    The parts' creation profile (tiling, compression), tags, band descriptions, band tags and
-    scales carry over; overviews are rebuilt when the parts had them (nearest for masks, average
-    for probabilities), and a COG-layout part yields a COG.
+    The output spec is rebuilt from the first part (georeferencing, prompts, tags, encoding) and
+    the job's own ``format`` and ``creation_options``, so a split GeoTIFF or COG gets exactly the
+    creation profile (compression, predictor, BigTIFF, blocks, overviews and their resampling,
+    photometric, the user's ``--co``) and pixels of an unsplit one, published atomically.
     """
     import rasterio
-    import rasterio.shutil
-    from rasterio.enums import Resampling
     from rasterio.windows import Window
 
-    from diffris.geo.sinks.publish import partial_path, publish, remove_path
+    from diffris.geo.sinks import open_sink
 
-    output = Path(group.job.output)
     parts = sorted(group.parts, key=lambda part: part.rows or (0, 0))
     height = (parts[-1].rows or (0, 0))[1]
-    partial = partial_path(output)
-    merged = partial.with_name(partial.name + ".gtiff")
-    try:
-        with rasterio.open(parts[0].output) as first:
-            profile = {**first.profile, "driver": "GTiff", "height": height}
-            tags, descriptions = first.tags(), first.descriptions
-            band_tags = [first.tags(band) for band in range(1, first.count + 1)]
-            scales, offsets = first.scales, first.offsets
-            has_overviews = bool(first.overviews(1))
-            cog = first.tags(ns="IMAGE_STRUCTURE").get("LAYOUT", "").upper() == "COG"
-            compress = first.profile.get("compress")
-        with rasterio.open(merged, "w", **profile) as dst:
-            dst.update_tags(**tags)
-            for band in range(1, dst.count + 1):
-                dst.set_band_description(band, descriptions[band - 1] or "")
-                dst.update_tags(band, **band_tags[band - 1])
-            dst.scales, dst.offsets = scales, offsets
-            for part in parts:
-                start, stop = part.rows or (0, 0)
-                with rasterio.open(part.output) as src:
-                    if (src.width, src.height) != (dst.width, stop - start):
-                        raise RuntimeError(f"part {part.output} is {src.width}x{src.height}")
-                    block = src.block_shapes[0][0]
-                    for row in range(0, src.height, block):
-                        rows = min(block, src.height - row)
-                        data = src.read(window=Window(0, row, src.width, rows))
-                        dst.write(data, window=Window(0, start + row, dst.width, rows))
-            if has_overviews:
-                factors, size = [], max(dst.width, dst.height)
-                while size / (factors[-1] if factors else 1) > dst.block_shapes[0][0]:
-                    factors.append(2 ** (len(factors) + 1))
-                mask = tags.get("output_type", "mask") == "mask"
-                dst.build_overviews(factors, Resampling.nearest if mask else Resampling.average)
-        if cog:
-            options = {"BLOCKSIZE": str(profile.get("blockxsize", 512))}
-            if compress:
-                options["COMPRESS"] = str(compress).upper()
-            options["OVERVIEWS"] = "FORCE_USE_EXISTING" if has_overviews else "NONE"
-            rasterio.shutil.copy(merged, partial, driver="COG", **options)
-            remove_path(merged)
-        else:
-            merged.rename(partial)
-        publish(partial, output, overwrite=True)
-    except BaseException:
-        remove_path(merged)
-        remove_path(partial)
-        raise
+    with rasterio.open(parts[0].output) as first:
+        spec = merged_spec(first, height, group.job.options)
+    with open_sink(
+        group.job.output, spec, format=group.job.options.get("format"), overwrite=True
+    ) as sink:
+        for part in parts:
+            start, stop = part.rows or (0, 0)
+            with rasterio.open(part.output) as src:
+                if (src.width, src.height) != (spec.width, stop - start):
+                    raise RuntimeError(f"part {part.output} is {src.width}x{src.height}")
+                for row in range(0, src.height, spec.block_size):
+                    rows = min(spec.block_size, src.height - row)
+                    sink.write_rows(start + row, src.read(window=Window(0, row, src.width, rows)))
     remove_parts(group)
 
 
+def merged_spec(first: Any, height: int, options: Mapping[str, Any]) -> OutputSpec:
+    """The output spec of a whole scene, from its first part (an open rasterio dataset)."""
+    from diffris.data.prompts import Prompt
+    from diffris.geo.sinks import (
+        DEFAULT_BLOCK_SIZE,
+        OutputDtype,
+        OutputSpec,
+        OutputType,
+        parse_creation_options,
+    )
+
+    tags = first.tags()
+    output_type = OutputType(tags.pop("output_type", OutputType.MASK.value))
+    prompts = []
+    for band in range(1, first.count + 1):
+        band_tags = first.tags(band)
+        threshold = band_tags.get("threshold")
+        prompts.append(
+            Prompt(
+                id=band_tags.get("prompt_id", f"band{band}"),
+                text=first.descriptions[band - 1] or f"band {band}",
+                threshold=float(threshold) if threshold is not None else None,
+            )
+        )
+    from diffris.geo.scene import gcp_georeferencing
+
+    block_h, block_w = first.block_shapes[0]
+    tiled = block_h == block_w and block_h % 16 == 0
+    return OutputSpec(
+        width=first.width,
+        height=height,
+        crs=first.crs,
+        transform=first.transform,
+        prompts=prompts,
+        output_type=output_type,
+        dtype=OutputDtype(first.dtypes[0]),
+        nodata=first.nodata,
+        block_size=int(options.get("tile") or (block_h if tiled else DEFAULT_BLOCK_SIZE)),
+        tags=tags,
+        creation_options=parse_creation_options(options.get("creation_options") or ()),
+        gcps=gcp_georeferencing(first),  # the first part's rows are the scene's
+    )
+
+
 def remove_parts(group: SplitGroup) -> None:
-    """Delete a group's staging folder."""
+    """Delete a group's staging folder, and the parts folder once no group uses it."""
     shutil.rmtree(group.folder, ignore_errors=True)
+    with contextlib.suppress(OSError):  # not empty: another scene's parts are still there
+        group.folder.parent.rmdir()

@@ -47,7 +47,7 @@ from rasterio.windows import Window
 
 from diffris.errors import InputError, InputNotFoundError, NotARasterError
 
-__all__ = ["STATS_SIZE", "Scene", "SceneSpec", "Stretch", "StretchMethod"]
+__all__ = ["STATS_SIZE", "Scene", "SceneSpec", "Stretch", "StretchMethod", "gcp_georeferencing"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +143,34 @@ class SceneSpec:
         return Scene(dataset, self)
 
 
+def gcp_georeferencing(dataset: Any) -> tuple[list[Any], Any] | None:
+    """``(points, crs)`` when ``dataset`` is georeferenced by GCPs alone, else None.
+
+    Args:
+        dataset: an open rasterio dataset.
+    """
+    points, crs = dataset.gcps
+    if not points or not dataset.transform.is_identity:
+        return None
+    return list(points), crs
+
+
+def _log_georeferencing(dataset: Any, path: str) -> None:
+    """One line when the outputs' georeferencing is not a plain CRS + geotransform."""
+    gcps = gcp_georeferencing(dataset)
+    if gcps is not None:
+        points, crs = gcps
+        logger.warning(
+            "%s is georeferenced by %d GCPs (%s) and no geotransform; GeoTIFF/COG outputs carry "
+            "the same GCPs on the scene's pixel grid (not warped: gdalwarp them for a map grid)",
+            path,
+            len(points),
+            crs.to_string() if crs else "no CRS",
+        )
+    elif dataset.crs is None:
+        logger.warning("%s has no CRS; outputs will share its pixel grid but carry no CRS", path)
+
+
 class Scene:
     """A raster opened for window reads as uint8 RGB; build it with :meth:`open`.
 
@@ -156,6 +184,8 @@ class Scene:
         height: scene height in pixels.
         crs: the coordinate reference system, or None (a warning is logged at open).
         transform: the affine pixel-to-map transform (identity if the file has none).
+        gcps: ``(points, crs)``, the ground control points of a scene georeferenced by GCPs
+            only (no geotransform), else None; outputs carry them on the scene's pixel grid.
         dtype: the source data type of the chosen bands, e.g. ``"uint16"``.
         band_indexes: the chosen 1-based bands in R, G, B order (repeated for a grey scene).
         nodata: the nodata override, if any.
@@ -173,6 +203,7 @@ class Scene:
         self.height: int = dataset.height
         self.crs = dataset.crs
         self.transform = dataset.transform
+        self.gcps = gcp_georeferencing(dataset)
         # Read each distinct band once, then index it into R, G, B.
         self._unique = tuple(sorted(set(self.band_indexes)))
         self._take = [self._unique.index(b) for b in self.band_indexes]
@@ -215,10 +246,7 @@ class Scene:
         dataset = _open_dataset(path_str)
         try:
             band_indexes = _choose_bands(dataset, path_str, bands)
-            if dataset.crs is None:
-                logger.warning(
-                    "%s has no CRS; outputs will share its pixel grid but carry no CRS", path_str
-                )
+            _log_georeferencing(dataset, path_str)
             unique = sorted(set(band_indexes))
             if manual is not None:
                 resolved = manual

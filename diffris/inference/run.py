@@ -12,6 +12,7 @@ from pathlib import Path
 from diffris.data.prompts import Prompt
 from diffris.errors import DiffrisError, InputError
 from diffris.geo.grid import Grid
+from diffris.geo.sinks import check_georeferencing, resolve_format
 from diffris.geo.sinks.publish import check_output
 from diffris.geo.sinks.spec import OutputFormat
 from diffris.inference.predictor import TilePredictor
@@ -132,8 +133,9 @@ def preflight(
     for scene, output in zip(scenes, outputs, strict=True):
         try:
             check_output(output, overwrite)
-            with open_scene(scene, options):
-                pass
+            with open_scene(scene, options) as opened:
+                fmt = resolve_format(output, options.format)
+                check_georeferencing(output, fmt, has_gcps=opened.gcps is not None)
         except DiffrisError as error:
             if len(scenes) == 1:
                 raise

@@ -34,6 +34,7 @@ from diffris.geo.sinks.spec import (
     OutputSpec,
     OutputType,
     parse_creation_options,
+    shift_gcps,
 )
 from diffris.geo.stitch import Stitcher
 from diffris.inference.batches import prefetch_batches
@@ -212,11 +213,17 @@ def segment_scene(
         start, stop = _check_rows(rows, scene.height)
         grid_rows = grid.rows_touching(start, stop)
         tiles = [tile for r in grid_rows for tile in grid.tiles_in_row(r)]
+        # GCP-only scenes keep their GCPs (shifted to the part's rows), with no geotransform.
+        gcps = shift_gcps(scene.gcps, start) if scene.gcps is not None else None
+        transform = (
+            scene.transform @ Affine.translation(0, start) if gcps is None else Affine.identity()
+        )
         spec = OutputSpec(
             width=scene.width,
             height=stop - start,
             crs=scene.crs,
-            transform=scene.transform @ Affine.translation(0, start),
+            transform=transform,
+            gcps=gcps,
             prompts=list(prompts),
             output_type=options.output_type,
             dtype=options.dtype,

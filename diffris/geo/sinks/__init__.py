@@ -30,6 +30,7 @@ from diffris.geo.sinks.spec import (
     OutputSpec,
     OutputType,
     parse_creation_options,
+    shift_gcps,
 )
 from diffris.geo.sinks.zarr import ZarrSink
 
@@ -45,11 +46,13 @@ __all__ = [
     "OutputType",
     "Sink",
     "ZarrSink",
+    "check_georeferencing",
     "check_output",
     "clean_stale_partials",
     "open_sink",
     "parse_creation_options",
     "resolve_format",
+    "shift_gcps",
 ]
 
 #: Output name endings and the format each implies (longest match first).
@@ -89,6 +92,20 @@ def resolve_format(path: str | Path, format: OutputFormat | str | None = None) -
     )
 
 
+def check_georeferencing(path: str | Path, format: OutputFormat, *, has_gcps: bool) -> None:
+    """Refuse a format that cannot carry the scene's georeferencing (GCPs: GeoTIFF/COG only).
+
+    Raises:
+        InputError: GCPs and a Zarr output; the message gives the two ways out.
+    """
+    if has_gcps and format is OutputFormat.ZARR:
+        raise InputError(
+            f"cannot write {path}: the scene is georeferenced by GCPs only, which a Zarr store "
+            "cannot carry; write a GeoTIFF/COG (-o masks.tif) or warp the scene first "
+            "(gdalwarp -t_srs EPSG:<code> scene.tif warped.tif)"
+        )
+
+
 def open_sink(
     path: str | Path,
     spec: OutputSpec,
@@ -108,10 +125,11 @@ def open_sink(
         overwrite: replace an existing output when the new one is complete.
 
     Raises:
-        InputError: unknown format or extension, or bad creation options.
+        InputError: unknown format or extension, bad creation options, or GCPs for Zarr.
         OutputExistsError: ``path`` exists and ``overwrite`` is False.
         OutputNotWritableError: its folder cannot be written.
     """
     fmt = resolve_format(path, format)
+    check_georeferencing(path, fmt, has_gcps=spec.gcps is not None)
     check_output(path, overwrite)
     return _SINKS[fmt](path, spec, overwrite=overwrite)

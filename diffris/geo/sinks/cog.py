@@ -1,8 +1,10 @@
 """Cloud-optimised GeoTIFF output, made by copying a finished tiled GeoTIFF.
 
 The rows stream into an intermediate tiled GeoTIFF (a second temporary name next to the output),
-overviews are built into it (nearest for masks, average for probabilities), and GDAL's COG driver
-*copies* it to the temporary output. rasterio's ``driver="COG"`` writer is never opened for
+overviews are built into it (nearest for masks, average for probabilities, or the user's
+``--co OVERVIEW_RESAMPLING``), and GDAL's COG driver *copies* it to the temporary output. Bands
+are grey/undefined data (``PHOTOMETRIC=MINISBLACK``), never RGB or alpha: see
+:mod:`.photometric` for the 3- and 4-band uint8 case, which the COG driver would tag RGB(A). rasterio's ``driver="COG"`` writer is never opened for
 writing: it buffers the whole raster in memory.
 
 Defaults for the copy (each overridable with ``--co``, passed to the COG driver as is):
@@ -21,6 +23,7 @@ from rasterio.enums import Resampling
 
 from diffris.geo.sinks.gdal_options import probe_creation_options
 from diffris.geo.sinks.geotiff import GeoTiffSink, gtiff_options, open_gtiff
+from diffris.geo.sinks.photometric import copy_as_data_bands, needs_minisblack_copy
 from diffris.geo.sinks.publish import remove_path
 from diffris.geo.sinks.spec import OutputFormat, OutputSpec, OutputType
 
@@ -58,6 +61,18 @@ def cog_options(spec: OutputSpec, *, with_user: bool = True) -> dict[str, str]:
     return {**defaults, **spec.creation_options} if with_user else defaults
 
 
+def _user_resampling(options: dict[str, str], spec: OutputSpec) -> Resampling:
+    """The overview resampling: ``--co OVERVIEW_RESAMPLING`` (or ``RESAMPLING``) if given.
+
+    The overviews are built into the intermediate file and the COG driver copies them, so the
+    user's choice must apply here (the driver ignores it for existing overviews).
+    """
+    name = options.get("OVERVIEW_RESAMPLING", options.get("RESAMPLING", "")).lower()
+    if name in Resampling.__members__:
+        return Resampling[name]
+    return overview_resampling(spec)
+
+
 class CogSink(GeoTiffSink):
     """Writes a tiled GeoTIFF, then copies it to a COG with overviews at commit."""
 
@@ -66,6 +81,7 @@ class CogSink(GeoTiffSink):
     def __init__(self, path: str | Path, spec: OutputSpec, *, overwrite: bool = False) -> None:
         super().__init__(path, spec, overwrite=overwrite)
         self._intermediate: Path | None = None
+        self._extra: list[Path] = []
 
     def _check_options(self) -> None:
         if self.spec.creation_options:
@@ -85,17 +101,27 @@ class CogSink(GeoTiffSink):
         assert self._dataset is not None and self._intermediate is not None
         spec = self.spec
         factors = overview_factors(spec.width, spec.height, spec.block_size)
-        if factors:
-            self._dataset.build_overviews(factors, overview_resampling(spec))
-        self._close()
         options = cog_options(spec)
+        if factors and options["OVERVIEWS"].upper() != "NONE":
+            self._dataset.build_overviews(factors, _user_resampling(options, spec))
+        self._close()
         logger.debug("copying %s to COG with %s", self._intermediate, options)
-        rasterio.shutil.copy(self._intermediate, partial, driver="COG", **options)
-        remove_path(self._intermediate)
-        self._intermediate = None
+        if needs_minisblack_copy(spec.count, spec.numpy_dtype.name, options):
+            # The COG driver would tag 3-4 uint8 bands RGB(A); see .photometric.
+            cog = self._intermediate.with_name(self._intermediate.name + ".rgb")
+            self._extra.append(cog)
+            rasterio.shutil.copy(self._intermediate, cog, driver="COG", **options)
+            copy_as_data_bands(cog, partial, options)
+        else:
+            rasterio.shutil.copy(self._intermediate, partial, driver="COG", **options)
+        self._discard_files()
 
     def _discard(self) -> None:
         super()._discard()
-        if self._intermediate is not None:
-            remove_path(self._intermediate)
-            self._intermediate = None
+        self._discard_files()
+
+    def _discard_files(self) -> None:
+        for path in [self._intermediate, *self._extra]:
+            if path is not None:
+                remove_path(path)
+        self._intermediate, self._extra = None, []

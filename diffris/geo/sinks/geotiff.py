@@ -2,19 +2,22 @@
 
 Defaults (each overridable with ``--co KEY=VALUE``, passed to GDAL's GTiff driver as is):
 ``TILED=YES``, ``BLOCKXSIZE=BLOCKYSIZE=<block size>``, ``COMPRESS=DEFLATE``, ``PREDICTOR=2``
-(3 for float32), ``BIGTIFF=IF_SAFER``. Each band's description is its prompt text; its tags carry
-``prompt_id`` and ``threshold``; the dataset tags are ``spec.tags`` plus ``output_type``. uint8
-probabilities get a band scale of 1/254 (see :mod:`diffris.geo.sinks.spec`).
+(3 for float32), ``BIGTIFF=IF_SAFER``, ``PHOTOMETRIC=MINISBLACK`` (bands are grey/undefined for
+any number of prompts: never RGB, never alpha). Each band's description is its prompt text; its
+tags carry ``prompt_id`` and ``threshold``; the dataset tags are ``spec.tags`` plus
+``output_type``. uint8 probabilities get a band scale of 1/254 (see :mod:`diffris.geo.sinks.spec`).
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import DatasetWriter
 from rasterio.windows import Window
 
@@ -36,6 +39,9 @@ def gtiff_options(spec: OutputSpec, overrides: dict[str, str] | None = None) -> 
         "COMPRESS": "DEFLATE",
         "PREDICTOR": "3" if spec.dtype is OutputDtype.FLOAT32 else "2",
         "BIGTIFF": "IF_SAFER",
+        # Bands are prompts, not colours: GDAL would call 3 or 4 bands RGB(A), and a 4th
+        # "alpha" band makes gdalwarp blank every other band wherever it is 0.
+        "PHOTOMETRIC": "MINISBLACK",
     }
     options.update(overrides or {})
     return options
@@ -46,7 +52,7 @@ def open_gtiff(path: Path, spec: OutputSpec, options: dict[str, str]) -> Dataset
 
     Args:
         path: file to create (any name; the driver is explicit).
-        spec: size, georeferencing, prompts, encoding.
+        spec: size, georeferencing (CRS + transform, or GCPs), prompts, encoding.
         options: GTiff creation options (see :func:`gtiff_options`).
     """
     profile: dict[str, Any] = {
@@ -59,8 +65,15 @@ def open_gtiff(path: Path, spec: OutputSpec, options: dict[str, str]) -> Dataset
         "transform": spec.transform,
         "nodata": spec.nodata,
     }
-    dataset = rasterio.open(path, "w", **profile, **options)
+    if spec.gcps is not None:  # no geotransform: GDAL would write the identity one
+        del profile["crs"], profile["transform"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # GCPs are set just below
+        dataset = rasterio.open(path, "w", **profile, **options)
     try:
+        if spec.gcps is not None:
+            points, crs = spec.gcps
+            dataset.gcps = (list(points), crs)
         write_metadata(dataset, spec)
     except BaseException:
         dataset.close()

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from affine import Affine
+from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 
 from diffris.data.prompts import Prompt
@@ -40,6 +41,7 @@ __all__ = [
     "OutputSpec",
     "OutputType",
     "parse_creation_options",
+    "shift_gcps",
 ]
 
 DEFAULT_BLOCK_SIZE = 512
@@ -97,6 +99,9 @@ class OutputSpec:
         block_size: tile / chunk edge in pixels (the grid stride); a multiple of 16.
         tags: dataset metadata (model id, thresholds, tile, overlap, stretch, version).
         creation_options: format options from ``--co KEY=VALUE``; keys upper-cased.
+        gcps: ``(points, crs)`` ground control points (rasterio ``GroundControlPoint``) for an
+            output georeferenced by GCPs instead of ``crs`` + ``transform`` (which must then be
+            None and the identity); row/col are output pixels. GeoTIFF/COG only.
     """
 
     width: int
@@ -111,6 +116,7 @@ class OutputSpec:
     block_size: int = DEFAULT_BLOCK_SIZE
     tags: Mapping[str, str] = field(default_factory=dict)
     creation_options: Mapping[str, str] = field(default_factory=dict)
+    gcps: tuple[Sequence[GroundControlPoint], CRS | None] | None = None
 
     def __post_init__(self) -> None:
         for name in ("width", "height"):
@@ -133,6 +139,13 @@ class OutputSpec:
                 f"{BLOCK_MULTIPLE}; use e.g. {DEFAULT_BLOCK_SIZE}"
             )
         set_(self, "tags", MappingProxyType(_check_tags(self.tags)))
+        if self.gcps is not None:
+            points, gcp_crs = self.gcps
+            if not points or self.crs is not None or not self.transform.is_identity:
+                raise InputError(
+                    "GCP georeferencing needs at least one GCP, and no crs or transform besides"
+                )
+            set_(self, "gcps", (tuple(points), gcp_crs))
         options = _check_options(self.creation_options)
         set_(self, "creation_options", MappingProxyType(options))
 
@@ -200,6 +213,15 @@ def parse_creation_options(items: Iterable[str]) -> dict[str, str]:
             raise InputError(f"--co {key.upper()} is given twice; keep one")
         options[key.upper()] = value
     return options
+
+
+def shift_gcps(
+    gcps: tuple[Sequence[GroundControlPoint], CRS | None], rows: int
+) -> tuple[list[GroundControlPoint], CRS | None]:
+    """The same GCPs for an output whose first row is scene row ``rows`` (a split part)."""
+    points, crs = gcps
+    shifted = [GroundControlPoint(p.row - rows, p.col, p.x, p.y, p.z, p.id, p.info) for p in points]
+    return shifted, crs
 
 
 def _to_prompts(prompts: Sequence[Any]) -> tuple[Prompt, ...]:
