@@ -34,10 +34,17 @@ from diffris.models.cp_adapter import CPAdapter, CPAdapterConfig
 from diffris.models.diffris import BackboneIdentity, DiffRIS, DiffRISConfig
 from diffris.models.pcmrd import PCMRD, PCMRDConfig
 from diffris.models.text_encoder import FrozenTextEncoder, load_bundled_tokenizer
-from diffris.paths import SD15_ENV, find_sd15, sd15_candidates
+from diffris.paths import (
+    SD15_DOWNLOAD_COMMAND,
+    SD15_ENV,
+    SD15_REPO_ID,
+    find_sd15,
+    inspect_sd_folder,
+    sd15_candidates,
+)
 
 #: The Hub id fetched only when downloading is explicitly allowed.
-SD15_HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+SD15_HUB_ID = SD15_REPO_ID
 #: Seed of the tiny preset's random weights; part of its identity.
 TINY_SEED = 20240501
 #: Seed of the untrained heads of a preset loaded by name through :func:`load_model`.
@@ -296,11 +303,14 @@ def resolve_sd15(pretrained: str | os.PathLike[str] | None, allow_download: bool
         return found
     if allow_download:
         return SD15_HUB_ID
-    searched = ", ".join(str(path) for path in sd15_candidates())
+    searched = ", ".join(
+        f"{path} ({inspect_sd_folder(path).reason()})" for path in sd15_candidates()
+    )
     raise WeightsNotFoundError(
-        f"Stable Diffusion 1.5 weights not found (searched: {searched}); pass --pretrained DIR "
-        f"or set {SD15_ENV} to a diffusers-layout folder (unet/, vae/, text_encoder/, "
-        "tokenizer/), or allow downloading it"
+        f"Stable Diffusion 1.5 weights not found (searched: {searched}); run "
+        f"'{SD15_DOWNLOAD_COMMAND}' to fetch them into the last of these folders, or pass "
+        f"--pretrained DIR or set {SD15_ENV} to a diffusers-layout folder (unet/, vae/, "
+        "text_encoder/, tokenizer/) with safetensors weights"
     )
 
 
