@@ -55,11 +55,11 @@ def download(
     overwrite: OverwriteOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Download Stable Diffusion 1.5 (UNet, VAE, CLIP text encoder, tokenizer; safetensors only).
+    """Download Stable Diffusion 1.5: UNet, VAE, CLIP text, tokenizer (safetensors only).
 
-    The files go through the Hugging Face cache (reused if already there; HF_HUB_OFFLINE=1 reads
-    only the cache), then into a diffusers-layout folder that segment, train, evaluate and info
-    find by default.
+    Files come through the Hugging Face cache (reused; HF_HUB_OFFLINE=1 reads only the cache).
+
+    The default folder is where segment, train, evaluate and info look without --pretrained.
 
     Example: diffris weights download sd15
     """
