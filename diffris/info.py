@@ -50,6 +50,9 @@ def _devices() -> list[dict[str, Any]]:
 def collect_info(pretrained: str | None = None) -> dict[str, Any]:
     """Everything ``diffris info`` reports, as plain JSON-able values.
 
+    A weights folder is "found" only if the loader would accept it: every sub-folder, each
+    with its config and safetensors weights (see :func:`~diffris.paths.inspect_sd_folder`).
+
     Args:
         pretrained: a Stable Diffusion folder to check first, as ``--pretrained`` would give.
     """
@@ -66,6 +69,9 @@ def collect_info(pretrained: str | None = None) -> dict[str, Any]:
                 "path": str(candidate),
                 "found": lookup.found,
                 "missing": list(lookup.missing) if candidate.is_dir() else ["folder"],
+                # what the loader would refuse: pickle-only weights, a missing config, ...
+                "problems": list(lookup.problems),
+                "status": "found" if lookup.found else lookup.reason(),
             }
         )
     return {

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from diffris import __version__
-from diffris_cli import archive, evaluate, info, segment, synth, train
+from diffris_cli import archive, evaluate, info, segment, synth, train, weights
 from diffris_cli.logs import configure_logging
 
 app = typer.Typer(
@@ -57,6 +57,7 @@ app.command(name="evaluate")(evaluate.evaluate_command)
 app.command(name="train")(train.train)
 app.add_typer(synth.app, name="synth")
 app.command(name="info")(info.info)
+app.add_typer(weights.app, name="weights")
 
 
 def main() -> None:

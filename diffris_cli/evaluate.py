@@ -31,7 +31,15 @@ log = logging.getLogger("diffris.cli")
 
 @user_errors
 def evaluate_command(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="rrsisd, refsegrs or risbench.")],
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset",
+            "-d",
+            help="rrsisd, refsegrs, risbench, or synthetic (a folder from 'diffris synth "
+            "dataset', any layout).",
+        ),
+    ],
     data_root: Annotated[
         Path, typer.Option("--data-root", help="The dataset folder (layout in the README).")
     ],
@@ -98,6 +106,8 @@ def evaluate_command(
       diffris evaluate -d refsegrs --data-root /data/RefSegRS --split val --predictions preds/ --json scores.json
 
       diffris evaluate -d risbench --data-root /data/RISBench --model runs/best --report report.html
+
+      diffris evaluate -d synthetic --data-root synth/ --model runs/demo/best --limit 200
     """
     if predictions is not None and model is not None and model == os.environ.get("DIFFRIS_MODEL"):
         log.debug("--predictions given: ignoring DIFFRIS_MODEL=%s", model)

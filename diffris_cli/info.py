@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 from rich.table import Table
+from rich.text import Text
 
 from diffris.info import collect_info
+from diffris.paths import SD15_DOWNLOAD_COMMAND, SD15_ENV
 from diffris_cli.console import out_console
 from diffris_cli.errors import user_errors
 from diffris_cli.options import JsonOption, PretrainedOption
@@ -32,20 +34,19 @@ def info(pretrained: PretrainedOption = None, as_json: JsonOption = False) -> No
         details = ", ".join(f"{k}={v}" for k, v in device.items() if k not in ("device", "name"))
         devices.add_row(device["device"], str(device["name"]), details)
     weights = Table(title="Stable Diffusion 1.5 weights (searched in this order)")
-    weights.add_column("folder")
+    weights.add_column("folder", overflow="fold")
     weights.add_column("status")
     for lookup in report["stable_diffusion"]:
-        status = (
-            "[green]found[/]"
-            if lookup["found"]
-            else ("[yellow]missing " + ", ".join(lookup["missing"]) + "[/]")
-        )
-        weights.add_row(lookup["path"], status)
+        colour = "green" if lookup["found"] else "yellow"
+        weights.add_row(lookup["path"], Text(lookup["status"], style=colour))
     out_console.print(versions, devices, weights)
     out_console.print(f"diffris home: {report['home']}")
     out_console.print(f"checkpoint cache: {report['checkpoint_cache']}")
     if not any(lookup["found"] for lookup in report["stable_diffusion"]):
         out_console.print(
-            "No Stable Diffusion folder found: pass --pretrained DIR or set DIFFRIS_SD15 to a "
-            "folder with unet/, vae/, text_encoder/, tokenizer/. The 'tiny' preset needs none."
+            f"No usable Stable Diffusion folder found: run '{SD15_DOWNLOAD_COMMAND}' to fetch "
+            f"it into {report['stable_diffusion'][-1]['path']}, or pass --pretrained DIR or set "
+            f"{SD15_ENV} to a folder with unet/, vae/, text_encoder/, tokenizer/ and safetensors "
+            "weights. The 'tiny' preset needs none.",
+            highlight=False,
         )

@@ -273,11 +273,20 @@ def open_dataset(
 ) -> ReferringDataset:
     """Open a benchmark by name (case and hyphens ignored: ``RRSIS-D`` is ``rrsisd``).
 
+    ``synthetic`` opens a folder written by :func:`diffris.data.synthetic.write_dataset` with the
+    loader of the layout it was written in (:func:`~diffris.data.synthetic.detect.synthetic_layout`).
+
     Raises:
         InputError: ``name`` is not a known dataset (the message lists the valid ones).
+        DatasetNotFoundError: ``synthetic`` and the root holds none of the layouts.
         DatasetNotFoundError, DatasetFormatError: see :class:`ReferringDataset`.
     """
     key = name.lower().replace("-", "").replace("_", "")
+    if key == "synthetic":  # a folder written by write_dataset, in one of the layouts below
+        from diffris.data.synthetic.detect import synthetic_layout
+
+        key = synthetic_layout(root)
     if key not in DATASETS:
-        raise InputError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+        valid = ", ".join([*DATASETS, "synthetic"])
+        raise InputError(f"unknown dataset {name!r}; choose one of: {valid}")
     return DATASETS[key](root, split=split, transforms=transforms)

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Sampler
 from diffris import __version__
 from diffris.config import Config
 from diffris.data.base import ReferringDataset, open_dataset
+from diffris.data.synthetic.detect import SYNTHETIC
 from diffris.data.transforms import ResizeToModel, collate
 from diffris.devices import Precision, autocast, resolve_device
 from diffris.errors import InputError, OutputExistsError, OutputNotWritableError
@@ -259,7 +260,8 @@ def evaluate(
     """Score a model, or a folder of predicted masks, on a benchmark split.
 
     Args:
-        dataset: ``rrsisd``, ``refsegrs`` or ``risbench`` (see
+        dataset: ``rrsisd``, ``refsegrs``, ``risbench``, or ``synthetic`` for a folder written
+            by ``diffris synth dataset`` in any of their layouts (see
             :func:`~diffris.data.base.open_dataset`).
         root: the dataset folder.
         split: ``train``, ``val`` or ``test``.
@@ -288,8 +290,11 @@ def evaluate(
     total = len(data) if options.limit is None else min(options.limit, len(data))
     indices = list(range(total))
     selector: GallerySelector[Any] = GallerySelector(options.gallery)
+    # A synthetic folder is read by its layout's loader; name what was asked for, and the layout.
+    synthetic = dataset.lower() == SYNTHETIC
     settings: dict[str, Any] = {
-        "dataset": data.name,
+        "dataset": SYNTHETIC if synthetic else data.name,
+        **({"layout": data.name} if synthetic else {}),
         "split": data.split.value,
         "root": str(data.root),
     }
@@ -320,6 +325,7 @@ def evaluate(
         diffris=__version__,
     )
     best, worst = selector.best(), selector.worst()
+    dataset_title = f"synthetic ({data.title} layout)" if synthetic else data.title
     show = dict(size=size, resolution=resolution, prediction_of=prediction_of)
     seconds = time.perf_counter() - started
     logger.info("scored %d of %d samples in %.1f s", scores.n, len(data), seconds)
@@ -329,7 +335,7 @@ def evaluate(
         best=tuple(gallery_samples(data, best, **show)),  # type: ignore[arg-type]
         worst=tuple(gallery_samples(data, worst, **show)),  # type: ignore[arg-type]
         seconds=seconds,
-        title=f"{data.title} {data.split.value}: {settings.get('model') or 'predictions'}",
+        title=f"{dataset_title} {data.split.value}: {settings.get('model') or 'predictions'}",
     )
 
 

@@ -61,13 +61,17 @@ class GallerySelector(Generic[T]):
                 heapq.heapreplace(heap, (*key, payload()))
 
     def best(self) -> list[Pick[T]]:
-        """The kept best samples, highest IoU first."""
+        """The kept best samples with an IoU above 0, highest IoU first.
+
+        A sample that missed its target entirely is never "best", even when no sample did
+        better; it is a worst one.
+        """
         ordered = sorted(self._best, key=lambda item: (-item[0], -item[1]))
-        return [Pick(-index, iou, payload) for iou, index, payload in ordered]
+        return [Pick(-index, iou, payload) for iou, index, payload in ordered if iou > 0]
 
     def worst(self) -> list[Pick[T]]:
         """The kept worst samples not among :meth:`best`, lowest IoU first."""
-        shown = {-index for _, index, _ in self._best}
+        shown = {-index for iou, index, _ in self._best if iou > 0}
         ordered = sorted(self._worst, key=lambda item: (-item[0], -item[1]))
         return [
             Pick(-index, -iou, payload) for iou, index, payload in ordered if -index not in shown

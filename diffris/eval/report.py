@@ -1,9 +1,10 @@
 """A self-contained HTML evaluation report: one file, no external assets or scripts.
 
 Holds the metric table (Pr@0.5 ... Pr@0.9, oIoU, mIoU, x100, with the number of samples scored),
-a per-category bar chart and table, an IoU histogram (both inline SVG), a gallery of the best and
-worst samples (image; ground truth and prediction overlaid in three colours; sentence; IoU) as
-embedded PNG thumbnails, and the settings of the run. It opens from disk or a mail attachment with
+a per-category bar chart and table, an IoU histogram (both inline SVG), a gallery of the best
+(IoU > 0) and worst samples (image; ground truth and prediction overlaid in three colours; sentence; IoU) as
+embedded PNG thumbnails, and the settings of the run. Every figure is on one scale, ×100: the
+table, the charts' axes and the gallery's captions. It opens from disk or a mail attachment with
 no network and no scripts.
 """
 
@@ -97,7 +98,11 @@ def _bar_chart(values: Mapping[str, float], title: str) -> str:
 
 
 def _histogram(ious: Sequence[float], bins: int = 10) -> str:
-    """IoU histogram: samples per 0.1-wide bin (the last bin includes IoU = 1), as inline SVG."""
+    """IoU histogram: samples per 0.1-wide bin (the last bin includes IoU = 1), as inline SVG.
+
+    ``ious`` are in [0, 1]; the axis and the bar titles are ×100, like every other figure of the
+    report (the metric table, the per-category chart, the gallery's captions).
+    """
     # Bin k holds k/bins <= IoU < (k+1)/bins: an IoU of exactly 0.3 is in the 0.3 bin (as it
     # counts for Pr@0.3), which float bin edges (0.30000000000000004) would get wrong.
     values = np.asarray(ious, dtype=np.float64)
@@ -114,21 +119,29 @@ def _histogram(ious: Sequence[float], bins: int = 10) -> str:
         x = 10 + index * (bar + 2)
         parts.append(
             f'<rect x="{x}" y="{top + height - h:.1f}" width="{bar}" height="{h:.1f}" '
-            f'fill="#c46a3b"><title>IoU {index / bins:.1f}–{(index + 1) / bins:.1f}: '
+            f'fill="#c46a3b"><title>IoU ×100 {_tick(index, bins)}–{_tick(index + 1, bins)}: '
             f"{int(count)} samples</title></rect>"
             f'<text x="{x + bar / 2}" y="{top + height - h - 4:.1f}" text-anchor="middle">'
             f"{int(count)}</text>"
-            f'<text x="{x}" y="{top + height + 16}" text-anchor="middle">{index / bins:.1f}</text>'
+            f'<text x="{x}" y="{top + height + 16}" text-anchor="middle">{_tick(index, bins)}</text>'
         )
     parts.append(
-        f'<text x="{10 + bins * (bar + 2)}" y="{top + height + 16}" text-anchor="middle">1.0</text>'
+        f'<text x="{10 + bins * (bar + 2)}" y="{top + height + 16}" text-anchor="middle">'
+        f"{_tick(bins, bins)}</text>"
         f'<text x="{width / 2}" y="{top + height + 36}" text-anchor="middle">'
-        "IoU (samples per bin)</text></svg>"
+        "IoU ×100 (bars: samples per bin)</text></svg>"
     )
     return "".join(parts)
 
 
-def _gallery(title: str, samples: Sequence[GallerySample]) -> str:
+def _tick(edge: int, bins: int) -> str:
+    """Bin edge ``edge`` of ``bins`` on the ×100 scale: 0, 10, ... 100 for ten bins."""
+    return f"{100 * edge / bins:g}"
+
+
+def _gallery(title: str, samples: Sequence[GallerySample], empty: str = "") -> str:
+    if not samples:
+        return f"<h2>{html.escape(title)}</h2><p>{html.escape(empty)}</p>"
     cards = []
     for sample in samples:
         category = f" · {html.escape(sample.category)}" if sample.category else ""
@@ -195,7 +208,8 @@ def render_report(
             ``per_category`` the bar chart and its table (both left out when empty).
         settings: what was evaluated (dataset, split, model, resolution, samples scored...);
             keys are shown with ``_`` as spaces, None values are left out.
-        best: the gallery's best samples; worst: its worst ones.
+        best: the gallery's best samples (IoU > 0); worst: its worst ones, none of them in
+            ``best``.
     """
     figures = scores.figures()
     metric_table = _table(
@@ -214,9 +228,11 @@ def render_report(
     )
     galleries = ""
     if best or worst:
+        # The best side holds only samples with IoU > 0 (GallerySelector.best): say so when
+        # none has, rather than leave the heading out or show zeros as "best".
         galleries = (
             f'<p class="legend">{legend}</p>'
-            f"{_gallery('Best samples', best) if best else ''}"
+            f"{_gallery('Best samples', best, 'No sample has an IoU above 0.')}"
             f"{_gallery('Worst samples', worst) if worst else ''}"
         )
     ious = [sample.iou for sample in scores.per_sample]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from diffris.data.prompts import Prompt
 from diffris.devices import Precision, resolve_device
 from diffris.inference.predictor import ModelPredictor
-from diffris.models.build import MODEL_REGISTRY, load_model
+from diffris.models.build import load_model, resolve_model
 
 _HASH_CHUNK = 1 << 20
 
@@ -20,11 +19,15 @@ def model_identity(name_or_folder: str | os.PathLike[str]) -> str:
 
     The hash covers the trained weights and the config, so retraining into the same folder
     changes the identity (and makes the archive reprocess its scenes).
+
+    Raises:
+        InputError, InputNotFoundError, WeightsNotFoundError: ``name_or_folder`` is neither a
+            preset nor a trained-model folder (see :func:`~diffris.models.build.resolve_model`).
     """
-    name = str(name_or_folder)
-    if name in MODEL_REGISTRY:
-        return name
-    folder = Path(name).expanduser()
+    source = resolve_model(name_or_folder)
+    if isinstance(source, str):
+        return source
+    folder = source
     digest = hashlib.sha256()
     for part in ("config.json", "model.safetensors"):
         path = folder / part

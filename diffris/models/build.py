@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from diffris.devices import resolve_device
-from diffris.errors import InputError, WeightsNotFoundError
+from diffris.errors import InputError, InputNotFoundError, WeightsNotFoundError
 from diffris.models.backbone import (
     FrozenBackbone,
     SDComponents,
@@ -34,10 +34,17 @@ from diffris.models.cp_adapter import CPAdapter, CPAdapterConfig
 from diffris.models.diffris import BackboneIdentity, DiffRIS, DiffRISConfig
 from diffris.models.pcmrd import PCMRD, PCMRDConfig
 from diffris.models.text_encoder import FrozenTextEncoder, load_bundled_tokenizer
-from diffris.paths import SD15_ENV, find_sd15, sd15_candidates
+from diffris.paths import (
+    SD15_DOWNLOAD_COMMAND,
+    SD15_ENV,
+    SD15_REPO_ID,
+    find_sd15,
+    inspect_sd_folder,
+    sd15_candidates,
+)
 
 #: The Hub id fetched only when downloading is explicitly allowed.
-SD15_HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+SD15_HUB_ID = SD15_REPO_ID
 #: Seed of the tiny preset's random weights; part of its identity.
 TINY_SEED = 20240501
 #: Seed of the untrained heads of a preset loaded by name through :func:`load_model`.
@@ -296,11 +303,14 @@ def resolve_sd15(pretrained: str | os.PathLike[str] | None, allow_download: bool
         return found
     if allow_download:
         return SD15_HUB_ID
-    searched = ", ".join(str(path) for path in sd15_candidates())
+    searched = ", ".join(
+        f"{path} ({inspect_sd_folder(path).reason()})" for path in sd15_candidates()
+    )
     raise WeightsNotFoundError(
-        f"Stable Diffusion 1.5 weights not found (searched: {searched}); pass --pretrained DIR "
-        f"or set {SD15_ENV} to a diffusers-layout folder (unet/, vae/, text_encoder/, "
-        "tokenizer/), or allow downloading it"
+        f"Stable Diffusion 1.5 weights not found (searched: {searched}); run "
+        f"'{SD15_DOWNLOAD_COMMAND}' to fetch them into the last of these folders, or pass "
+        f"--pretrained DIR or set {SD15_ENV} to a diffusers-layout folder (unet/, vae/, "
+        "text_encoder/, tokenizer/) with safetensors weights"
     )
 
 
@@ -486,21 +496,61 @@ def load_model(
         device: ``cpu``, ``cuda:N``, ``auto`` or None (the CPU).
 
     Raises:
-        InputError: neither a preset nor an existing folder.
+        InputError, InputNotFoundError: see :func:`resolve_model`.
         WeightsNotFoundError: the folder is not a trained model, or backbone weights are missing.
         CheckpointMismatchError: the trained weights do not fit the model.
     """
     from diffris.models.checkpoint import load_trained
 
     target = torch.device("cpu") if device is None else resolve_device(str(device))
-    name = str(name_or_folder)
-    if name in MODEL_REGISTRY:  # a preset name wins; write ./tiny for a folder called tiny
-        model = build_diffris(name, pretrained=pretrained, seed=PRESET_HEAD_SEED)
-    elif Path(name).expanduser().is_dir():
-        model = load_trained(Path(name).expanduser(), pretrained=pretrained)
+    source = resolve_model(name_or_folder)
+    if isinstance(source, str):
+        model = build_diffris(source, pretrained=pretrained, seed=PRESET_HEAD_SEED)
     else:
+        model = load_trained(source, pretrained=pretrained)
+    return model.to(target).eval()
+
+
+def resolve_model(name_or_folder: str | os.PathLike[str]) -> str | Path:
+    """What ``--model`` names: a preset (returned as its name) or a trained-model folder.
+
+    A preset name wins (write ``./tiny`` for a folder called tiny). Anything that looks like a
+    path (it contains a path separator, starts with ``.`` or ``~``, or exists) is a folder and
+    must hold a trained model's ``config.json``; any other word is an unknown preset. Only looks
+    at the file system, so a run can check ``--model`` before it starts.
+
+    Raises:
+        InputError: an unknown preset name, or a file given instead of a folder.
+        InputNotFoundError: the folder does not exist.
+        WeightsNotFoundError: the folder holds no trained model (no ``config.json``).
+    """
+    from diffris.models.checkpoint import CONFIG_NAME
+
+    name = str(name_or_folder)
+    if name in MODEL_REGISTRY:
+        return name
+    folder = Path(name).expanduser()
+    separators = {os.sep, os.altsep or os.sep, "/"}
+    if not (
+        any(sep in name for sep in separators) or name.startswith((".", "~")) or folder.exists()
+    ):
         raise InputError(
             f"unknown model {name!r}; choose one of: {', '.join(MODEL_REGISTRY)}, "
             "or a trained-model folder"
         )
-    return model.to(target).eval()
+    if not folder.exists():
+        raise InputNotFoundError(
+            f"model folder {folder} does not exist; give a trained-model folder (written by "
+            f"diffris train) or a preset: {', '.join(MODEL_REGISTRY)}"
+        )
+    if not folder.is_dir():
+        raise InputError(
+            f"model {folder} is a file, not a trained-model folder; give the folder that holds "
+            f"{CONFIG_NAME} and model.safetensors"
+        )
+    if not (folder / CONFIG_NAME).is_file():
+        raise WeightsNotFoundError(
+            f"{folder} is not a trained-model folder (no {CONFIG_NAME}); give a folder written "
+            "by diffris train, e.g. runs/NAME/best"
+        )
+    return folder

@@ -5,33 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from diffris.data.base import ReferringDataset, Transform, open_dataset
+from diffris.data.synthetic.detect import synthetic_layout
 from diffris.errors import DatasetNotFoundError
 
-#: Synthetic layouts, recognised by the first entry of the root that exists.
-_SYNTHETIC_MARKERS = (
-    ("img_rgb", "risbench"),
-    ("rrsisd", "rrsisd"),
-    ("masks", "refsegrs"),
-)
-
-
-def synthetic_layout(root: str | Path) -> str:
-    """Which benchmark layout a folder written by ``write_dataset`` has.
-
-    ``img_rgb/`` is RISBench, ``rrsisd/`` is RRSIS-D, ``images/`` + ``masks/`` is RefSegRS.
-
-    Raises:
-        DatasetNotFoundError: none of them is there.
-    """
-    folder = Path(root)
-    for marker, layout in _SYNTHETIC_MARKERS:
-        if (folder / marker).is_dir() and (layout != "refsegrs" or (folder / "images").is_dir()):
-            return layout
-    raise DatasetNotFoundError(
-        f"no synthetic dataset under {folder}: expected img_rgb/ (RISBench layout), rrsisd/ "
-        "(RRSIS-D) or images/ + masks/ (RefSegRS); write one with "
-        "diffris.data.synthetic.write_dataset"
-    )
+__all__ = ["dataset_name", "open_split", "synthetic_layout"]
 
 
 def dataset_name(dataset: str, root: str | Path) -> str:

@@ -1,7 +1,12 @@
 import json
+import shutil
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
+from diffris.errors import WeightsNotFoundError
+from diffris.models.build import resolve_sd15
 from diffris_cli.app import app
 
 runner = CliRunner()
@@ -18,11 +23,69 @@ def test_info_json_reports_versions_devices_and_weight_search(tmp_path, monkeypa
     assert report["versions"]["torch"]
     assert report["devices"][0]["device"] == "cpu"
     first = report["stable_diffusion"][0]
-    assert first == {"path": str(sd), "found": False, "missing": ["tokenizer"]}
+    assert first["path"] == str(sd) and first["found"] is False
+    assert first["missing"] == ["tokenizer"] and first["status"] == "missing tokenizer/"
     assert report["checkpoint_cache"] == str(tmp_path / "home" / "models")
     (sd / "tokenizer").mkdir()
     result = runner.invoke(app, ["info", "--pretrained", str(sd), "--json"])
-    assert json.loads(result.stdout)["stable_diffusion"][0]["found"] is True
+    first = json.loads(result.stdout)["stable_diffusion"][0]
+    assert first["found"] is False and first["missing"] == []  # empty sub-folders load nothing
+    assert "unet/ has no config.json" in first["problems"]
+
+
+def _sd_folder(root: Path, weights: dict[str, str]) -> Path:
+    """A diffusers-layout folder whose parts hold the weight file named in ``weights``."""
+    for sub, name in weights.items():
+        (root / sub).mkdir(parents=True)
+        (root / sub / "config.json").write_text("{}")
+        (root / sub / name).write_bytes(b"weights")
+    bundled = Path(__file__).parents[2] / "diffris" / "assets" / "clip_tokenizer"
+    shutil.copytree(bundled, root / "tokenizer")
+    return root
+
+
+PICKLED = {
+    "unet": "diffusion_pytorch_model.bin",
+    "vae": "diffusion_pytorch_model.bin",
+    "text_encoder": "pytorch_model.bin",
+}
+
+
+def test_info_does_not_call_a_folder_of_pickles_found(tmp_path, monkeypatch):
+    pickles = _sd_folder(tmp_path / "pickles", PICKLED)
+    monkeypatch.setenv("DIFFRIS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DIFFRIS_SD15", str(pickles))
+    result = runner.invoke(app, ["info", "--json"])
+    first = json.loads(result.stdout)["stable_diffusion"][0]
+    assert first["path"] == str(pickles) and first["found"] is False
+    assert first["problems"] == [
+        "unet/ has only pickled weights (diffusion_pytorch_model.bin), no safetensors",
+        "vae/ has only pickled weights (diffusion_pytorch_model.bin), no safetensors",
+        "text_encoder/ has only pickled weights (pytorch_model.bin), no safetensors",
+    ]
+    table = runner.invoke(app, ["info"], env={"COLUMNS": "400"}).stdout
+    (row,) = [line for line in table.splitlines() if str(pickles) in line]
+    assert "unet/ has only pickled weights" in row and "found" not in row
+    # the loader's search skips it too, and says why
+    with pytest.raises(WeightsNotFoundError, match="unet/ has only pickled weights"):
+        resolve_sd15(None, allow_download=False)
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [
+        {"unet": "diffusion_pytorch_model.safetensors"},
+        {"unet": "diffusion_pytorch_model.fp16.safetensors"},
+        {"unet": "diffusion_pytorch_model.safetensors.index.json"},
+    ],
+    ids=["plain", "fp16-variant", "sharded"],
+)
+def test_info_finds_what_the_loader_reads(tmp_path, weights):
+    names = {"vae": "diffusion_pytorch_model.safetensors", "text_encoder": "model.safetensors"}
+    folder = _sd_folder(tmp_path / "sd", names | weights)
+    result = runner.invoke(app, ["info", "--pretrained", str(folder), "--json"])
+    first = json.loads(result.stdout)["stable_diffusion"][0]
+    assert first["found"] is True and first["status"] == "found", first
 
 
 def test_version_and_help():

@@ -90,13 +90,13 @@ def test_page_holds_the_figures_the_categories_and_the_settings():
 
 def test_histogram_counts_every_sample_in_its_bin():
     page = _page()
-    # IoUs 0.9, 0.5, 0, 0.3, 1.0, 0 -> bins 0.0-0.1: 2, 0.3: 1, 0.5: 1, 0.9-1.0: 2.
-    titles = re.findall(r"<title>IoU (\d\.\d)–(\d\.\d): (\d+) samples</title>", page)
+    # IoUs 0.9, 0.5, 0, 0.3, 1.0, 0 -> bins 0-10: 2, 30-40: 1, 50-60: 1, 90-100: 2 (x100).
+    titles = re.findall(r"<title>IoU ×100 (\d+)–(\d+): (\d+) samples</title>", page)
     assert [(low, int(n)) for low, _, n in titles if int(n)] == [
-        ("0.0", 2),
-        ("0.3", 1),
-        ("0.5", 1),
-        ("0.9", 2),
+        ("0", 2),
+        ("30", 1),
+        ("50", 1),
+        ("90", 2),
     ]
 
 

@@ -37,8 +37,11 @@ from diffris.errors import InputError, OutputExistsError
 
 logger = logging.getLogger(__name__)
 
-#: Planning cell and rendering window, in px.
+#: Largest planning cell and rendering window, in px (a scene side is cut into cells of about
+#: this size; see :func:`cell_edges`).
 CELL = REFERENCE_SIZE
+#: Smallest scene side, in px.
+MIN_SCENE_SIZE = 64
 #: GeoTIFF tile size, in px.
 TILE = 256
 #: Objects keep this far (px) from their cell's border, so shadows stay inside the cell.
@@ -138,6 +141,23 @@ def _forget(bands: list[Shape]) -> None:
             band.geometry.clear_cache()
 
 
+def cell_edges(side: int) -> list[int]:
+    """Where the planning cells along one scene side start and end, in px.
+
+    The side is cut into ``ceil(side / CELL)`` cells of nearly equal size, with inner edges on
+    the GeoTIFF tile grid, so that no cell is a sliver (a 576 px side is 256 + 320, not
+    512 + 64): every cell then holds objects in proportion to its area, and a sliver too narrow
+    for a field or a building cannot leave the scene's edge empty. A multiple of ``CELL`` gives
+    cells of exactly ``CELL``.
+
+    Returns:
+        ``n + 1`` increasing edges from 0 to ``side``.
+    """
+    count = max(1, math.ceil(side / CELL))
+    inner = [round(k * side / count / TILE) * TILE for k in range(1, count)]
+    return [0, *inner, side]
+
+
 def _check(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; pass overwrite to replace it")
@@ -194,8 +214,11 @@ def write_scene(
 
     started = time.perf_counter()
     height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    if min(height, width) < 64:
-        raise InputError(f"scene size {height}x{width} px is too small; use at least 64, e.g. 2048")
+    if min(height, width) < MIN_SCENE_SIZE:
+        raise InputError(
+            f"scene size {height}x{width} px is too small; use at least {MIN_SCENE_SIZE} px a "
+            "side, e.g. 2048"
+        )
     if nodata_border < 0 or 2 * nodata_border >= min(height, width):
         raise InputError(
             f"nodata_border {nodata_border} px leaves no data in a {height}x{width} scene"
@@ -219,12 +242,13 @@ def write_scene(
 
     bands = plan_scene_bands(np.random.default_rng([seed, 0]), height, width)
     texture_seed = int(np.random.default_rng([seed, 2]).integers(1 << 32))
-    rows, cols = math.ceil(height / CELL), math.ceil(width / CELL)
+    row_edges, col_edges = cell_edges(height), cell_edges(width)
+    rows, cols = len(row_edges) - 1, len(col_edges) - 1
     cells: dict[tuple[int, int], list[Shape]] = {}
     for r in range(rows):
         for c in range(cols):
-            x0, y0 = c * CELL, r * CELL
-            w, h = min(CELL, width - x0), min(CELL, height - y0)
+            x0, y0 = col_edges[c], row_edges[r]
+            w, h = col_edges[c + 1] - x0, row_edges[r + 1] - y0
             near = [b for b in bands if _intersects(b.geometry.bounds(), x0, y0, x0 + w, y0 + h)]
             rng = np.random.default_rng([seed, 1, r, c])
             cells[(r, c)] = plan_objects(
@@ -299,8 +323,8 @@ def write_scene(
                 sink.update_tags(prompt_id=prompt_id, text=text)
             for r in range(rows):
                 for c in range(cols):
-                    x0, y0 = c * CELL, r * CELL
-                    w, h = min(CELL, width - x0), min(CELL, height - y0)
+                    x0, y0 = col_edges[c], row_edges[r]
+                    w, h = col_edges[c + 1] - x0, row_edges[r + 1] - y0
                     box = (x0 - 16, y0 - 16, x0 + w + 16, y0 + h + 16)
                     near = [b for b in bands if _intersects(b.geometry.bounds(), *box)]
                     shapes = near + [

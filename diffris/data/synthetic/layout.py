@@ -87,6 +87,18 @@ class _Occupancy:
             self.codes[rows, cols][depth >= 0] = category.id + 1
 
 
+def _uniform_point(
+    rng: np.random.Generator, x0: float, y0: float, width: float, height: float, pad: float
+) -> tuple[float, float]:
+    """A uniform (x, y) at least ``pad`` px inside the area, or on its centre line where the area
+    is narrower than ``2 * pad`` (the object then does not fit and is rejected by the caller)."""
+    pad_x, pad_y = min(pad, width / 2), min(pad, height / 2)
+    return (
+        float(rng.uniform(x0 + pad_x, x0 + width - pad_x)),
+        float(rng.uniform(y0 + pad_y, y0 + height - pad_y)),
+    )
+
+
 def _code(category: Category) -> int:
     return category.id + 1
 
@@ -252,10 +264,7 @@ def plan_objects(
         return int(rng.integers(round(lo * area), round(hi * area) + 1))
 
     def point(pad: float) -> tuple[float, float]:
-        return (
-            float(rng.uniform(x0 + pad, x0 + width - pad)),
-            float(rng.uniform(y0 + pad, y0 + height - pad)),
-        )
+        return _uniform_point(rng, x0, y0, width, height, pad)
 
     base_angle = rng.uniform(0, math.pi / 2)
     objects: list[Shape] = []
@@ -345,8 +354,7 @@ def _vehicles(
         )
 
     def parked() -> Geometry:
-        pad = 30 * scale
-        cx, cy = rng.uniform(x0 + pad, x0 + w - pad), rng.uniform(y0 + pad, y0 + h - pad)
+        cx, cy = _uniform_point(rng, x0, y0, w, h, 30 * scale)
         return RotatedRect(
             cx,
             cy,
