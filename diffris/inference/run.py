@@ -14,6 +14,7 @@ from diffris.errors import DiffrisError, InputError
 from diffris.geo.grid import Grid
 from diffris.geo.sinks.publish import check_output
 from diffris.geo.sinks.spec import OutputFormat
+from diffris.geo.sinks.zarr import is_zarr_store
 from diffris.inference.predictor import TilePredictor
 from diffris.inference.segment import (
     ProgressFn,
@@ -33,7 +34,8 @@ def output_paths(
 ) -> list[Path]:
     """Where each scene's output goes.
 
-    One scene: ``output`` itself, unless it is an existing folder or ends with ``/``. Several
+    One scene: ``output`` itself, unless it is an existing folder or ends with ``/`` (a Zarr
+    store, existing or named ``.zarr``, is always ``output`` itself, never a folder). Several
     scenes: ``output`` is a folder and each scene writes ``<stem><ext>`` into it, the extension
     following ``fmt`` (GeoTIFF by default).
 
@@ -41,10 +43,18 @@ def output_paths(
         InputError: two scenes would write the same output.
     """
     output_text = str(output)
-    folder = len(scenes) > 1 or output_text.endswith(("/", "\\")) or Path(output).is_dir()
+    store = is_zarr_store(output)  # a store is one output, never a folder to write into
+    folder = len(scenes) > 1 or (
+        not store and (output_text.endswith(("/", "\\")) or Path(output).is_dir())
+    )
     if not folder:
         return [Path(output)]
-    if Path(output).suffix.lower() in (".tif", ".tiff", ".zarr") and not Path(output).is_dir():
+    if store:
+        raise InputError(
+            f"-o {output} is a Zarr store but {len(scenes)} scenes were given; give a folder "
+            "for one store per scene, e.g. -o masks/ --format zarr"
+        )
+    if Path(output).suffix.lower() in (".tif", ".tiff") and not Path(output).is_dir():
         raise InputError(
             f"-o {output} looks like a file but {len(scenes)} scenes were given; "
             "give a folder, e.g. -o masks/"

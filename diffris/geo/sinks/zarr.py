@@ -44,7 +44,14 @@ from diffris.errors import InputError
 from diffris.geo.sinks.base import Sink
 from diffris.geo.sinks.spec import OutputDtype, OutputFormat, OutputSpec, OutputType
 
-__all__ = ["PROJ_CONVENTION", "SPATIAL_CONVENTION", "ZarrSink", "geozarr_attrs", "zarr_codecs"]
+__all__ = [
+    "PROJ_CONVENTION",
+    "SPATIAL_CONVENTION",
+    "ZarrSink",
+    "geozarr_attrs",
+    "is_zarr_store",
+    "zarr_codecs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +72,8 @@ SPATIAL_CONVENTION = {
     "description": "Spatial coordinate information",
 }
 _COMPRESSORS = ("ZSTD", "GZIP", "BLOSC", "NONE")
+#: Files at the root of a Zarr v3 (``zarr.json``) or v2 (``.zgroup``, ``.zarray``) store.
+_STORE_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 
 
 class ZarrSink(Sink):
@@ -125,6 +134,18 @@ class ZarrSink(Sink):
 
     def _discard(self) -> None:
         self._array = None
+
+
+def is_zarr_store(path: str | Path) -> bool:
+    """Whether ``path`` names a Zarr store (one output), not a folder to write outputs into.
+
+    A ``.zarr`` name is a store whether or not it exists (a shell's completion adds a trailing
+    ``/`` to an existing one); so is an existing folder with Zarr metadata at its root.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".zarr":
+        return True
+    return path.is_dir() and any((path / name).is_file() for name in _STORE_MARKERS)
 
 
 def zarr_codecs(options: dict[str, str] | Any) -> dict[str, Any]:
