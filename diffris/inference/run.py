@@ -128,16 +128,24 @@ def preflight(
     options: SegmentOptions,
     *,
     overwrite: bool,
+    preview: Path | None = None,
 ) -> list[SceneFailure]:
     """Check every scene opens with these options and every output may be written, before the
     model is loaded; a bad input fails in a second, not after an hour.
 
+    Args:
+        preview: the quick-look PNG of a one-scene run, checked like an output (same
+            ``overwrite`` rule), so that it cannot fail after the mask is written.
+
     Raises:
-        DiffrisError: the first problem, when there is only one scene.
+        DiffrisError: the first problem, when there is only one scene, and any problem with
+            ``preview``.
 
     Returns:
         One failure per scene that cannot run (several scenes).
     """
+    if preview is not None:
+        check_preview(preview, outputs, overwrite=overwrite)
     failures = []
     for scene, output in zip(scenes, outputs, strict=True):
         try:
@@ -149,6 +157,21 @@ def preflight(
                 raise
             failures.append(SceneFailure(str(scene), str(error)))
     return failures
+
+
+def check_preview(preview: Path, outputs: Sequence[Path], *, overwrite: bool) -> Path:
+    """Check up front that the quick-look PNG may be written (see :func:`check_output`).
+
+    Raises:
+        InputError: not a ``.png`` name, or the same path as an output.
+        OutputExistsError: it exists and ``overwrite`` is False.
+        OutputNotWritableError: its folder cannot be created or written to.
+    """
+    if Path(preview).suffix.lower() != ".png":
+        raise InputError(f"--preview {preview}: the quick-look is a PNG; give a .png name")
+    if any(Path(preview).resolve() == Path(output).resolve() for output in outputs):
+        raise InputError(f"--preview {preview} is also the output; give the preview its own name")
+    return check_output(preview, overwrite)
 
 
 @dataclass
