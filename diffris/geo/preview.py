@@ -5,9 +5,10 @@ huge scene costs seconds and little memory. A Zarr output is read back through x
 decoding (``_FillValue`` as missing, ``scale_factor``), as any xarray user reads it.
 
 A preview must never hide a mask: each prompt gets the palette colour that stands out most
-from the scene under its mask (a "roads" mask over blue sea is not painted blue), its area is
-tinted with that colour and outlined in it at full strength, and its legend entry shows the
-same colour with the share of the scene the mask covers (so an empty mask says 0 %).
+from the scene under its mask (a "roads" mask over blue sea is not painted blue) and from the
+other prompts' colours; its area is tinted with that colour and outlined in it at full
+strength, and its legend entry shows the same colour with the share of the scene the mask
+covers (so an empty mask says 0 %).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ LEGEND_ROW = 20
 _LEGEND_PAD = 8
 #: Scene pixels sampled to choose a prompt's colour; enough for a stable percentile.
 _COLOUR_SAMPLES = 4096
+#: CIE76 ΔE from the scene that is plenty (2.3 is just noticeable); past it, a colour unlike the
+#: other prompts' matters more.
+_ENOUGH_CONTRAST = 50.0
 
 
 @dataclass(frozen=True)
@@ -84,10 +88,9 @@ def overlay_masks(scene_rgb: np.ndarray, valid: np.ndarray, masks: np.ndarray) -
     """
     picture = scene_rgb.astype(np.float32)
     lab = _lab(scene_rgb)
-    colours, taken = [], set()
+    colours: list[tuple[int, int, int]] = []
     for mask in masks:
-        colour = _contrasting_colour(lab[mask] if mask.any() else lab[valid], taken)
-        taken.add(colour)
+        colour = _contrasting_colour(lab[mask] if mask.any() else lab[valid], colours)
         colours.append(colour)
         picture[mask] = (1 - ALPHA) * picture[mask] + ALPHA * np.asarray(colour, np.float32)
     for mask, colour in zip(masks, colours, strict=True):  # outlines last: none is covered
@@ -162,17 +165,25 @@ def _with_legend(overlay: Overlay, prompts: Sequence[Prompt]) -> Image.Image:
 
 
 def _contrasting_colour(
-    scene_lab: np.ndarray, taken: set[tuple[int, int, int]]
+    scene_lab: np.ndarray, taken: Sequence[tuple[int, int, int]]
 ) -> tuple[int, int, int]:
-    """The free palette colour farthest (CIE76 ΔE, 10th percentile) from these scene pixels."""
+    """The palette colour that stands out most both from these scene pixels and from the
+    colours ``taken`` by other prompts; ties go to palette order.
+
+    Contrast with the scene is the 10th percentile of CIE76 ΔE over the pixels (so most of the
+    mask stands out, not only its average), counted up to ``_ENOUGH_CONTRAST``.
+    """
     free = [c for c in PALETTE if c not in taken] or list(PALETTE)
-    if len(scene_lab) == 0:
-        return free[0]
-    step = max(1, len(scene_lab) // _COLOUR_SAMPLES)
-    sample = scene_lab[::step]
     palette_lab = _lab(np.asarray(free, dtype=np.uint8)[None])[0]
-    distance = np.linalg.norm(sample[None, :, :] - palette_lab[:, None, :], axis=2)
-    score = np.percentile(distance, 10, axis=1)
+    score = np.full(len(free), _ENOUGH_CONTRAST)
+    if len(scene_lab):
+        sample = scene_lab[:: max(1, len(scene_lab) // _COLOUR_SAMPLES)]
+        distance = np.linalg.norm(sample[None, :, :] - palette_lab[:, None, :], axis=2)
+        score = np.minimum(score, np.percentile(distance, 10, axis=1))
+    if taken:
+        taken_lab = _lab(np.asarray(taken, dtype=np.uint8)[None])[0]
+        apart = np.linalg.norm(palette_lab[:, None, :] - taken_lab[None, :, :], axis=2)
+        score = np.minimum(score, apart.min(axis=1))
     return free[int(np.argmax(score))]
 
 
