@@ -134,7 +134,7 @@ def segment(
         ]
         _print_plans(plans, as_json)
         return
-    failures = preflight(scenes, outputs, options, overwrite=overwrite)
+    failures = preflight(scenes, outputs, options, overwrite=overwrite, preview=preview)
     if len(failures) == len(scenes):
         for failure in failures:
             log.error("%s: %s", failure.scene, failure.error)
@@ -165,7 +165,9 @@ def segment(
         )
     if preview and summary.results:
         with open_scene(scenes[0], options) as opened:
-            write_preview(opened, outputs[0], prompts, preview, threshold=threshold)
+            write_preview(
+                opened, outputs[0], prompts, preview, threshold=threshold, overwrite=overwrite
+            )
     if as_json:
         out_console.print_json(json.dumps(summary.to_dict()))
     elif not quiet:

@@ -15,6 +15,7 @@ from diffris.geo.grid import Grid
 from diffris.geo.sinks import check_georeferencing, resolve_format
 from diffris.geo.sinks.publish import check_output
 from diffris.geo.sinks.spec import OutputFormat
+from diffris.geo.sinks.zarr import is_zarr_store
 from diffris.inference.predictor import TilePredictor
 from diffris.inference.segment import (
     ProgressFn,
@@ -34,7 +35,8 @@ def output_paths(
 ) -> list[Path]:
     """Where each scene's output goes.
 
-    One scene: ``output`` itself, unless it is an existing folder or ends with ``/``. Several
+    One scene: ``output`` itself, unless it is an existing folder or ends with ``/`` (a Zarr
+    store, existing or named ``.zarr``, is always ``output`` itself, never a folder). Several
     scenes: ``output`` is a folder and each scene writes ``<stem><ext>`` into it, the extension
     following ``fmt`` (GeoTIFF by default).
 
@@ -42,10 +44,18 @@ def output_paths(
         InputError: two scenes would write the same output.
     """
     output_text = str(output)
-    folder = len(scenes) > 1 or output_text.endswith(("/", "\\")) or Path(output).is_dir()
+    store = is_zarr_store(output)  # a store is one output, never a folder to write into
+    folder = len(scenes) > 1 or (
+        not store and (output_text.endswith(("/", "\\")) or Path(output).is_dir())
+    )
     if not folder:
         return [Path(output)]
-    if Path(output).suffix.lower() in (".tif", ".tiff", ".zarr") and not Path(output).is_dir():
+    if store:
+        raise InputError(
+            f"-o {output} is a Zarr store but {len(scenes)} scenes were given; give a folder "
+            "for one store per scene, e.g. -o masks/ --format zarr"
+        )
+    if Path(output).suffix.lower() in (".tif", ".tiff") and not Path(output).is_dir():
         raise InputError(
             f"-o {output} looks like a file but {len(scenes)} scenes were given; "
             "give a folder, e.g. -o masks/"
@@ -119,16 +129,24 @@ def preflight(
     options: SegmentOptions,
     *,
     overwrite: bool,
+    preview: Path | None = None,
 ) -> list[SceneFailure]:
     """Check every scene opens with these options and every output may be written, before the
     model is loaded; a bad input fails in a second, not after an hour.
 
+    Args:
+        preview: the quick-look PNG of a one-scene run, checked like an output (same
+            ``overwrite`` rule), so that it cannot fail after the mask is written.
+
     Raises:
-        DiffrisError: the first problem, when there is only one scene.
+        DiffrisError: the first problem, when there is only one scene, and any problem with
+            ``preview``.
 
     Returns:
         One failure per scene that cannot run (several scenes).
     """
+    if preview is not None:
+        check_preview(preview, outputs, overwrite=overwrite)
     failures = []
     for scene, output in zip(scenes, outputs, strict=True):
         try:
@@ -141,6 +159,21 @@ def preflight(
                 raise
             failures.append(SceneFailure(str(scene), str(error)))
     return failures
+
+
+def check_preview(preview: Path, outputs: Sequence[Path], *, overwrite: bool) -> Path:
+    """Check up front that the quick-look PNG may be written (see :func:`check_output`).
+
+    Raises:
+        InputError: not a ``.png`` name, or the same path as an output.
+        OutputExistsError: it exists and ``overwrite`` is False.
+        OutputNotWritableError: its folder cannot be created or written to.
+    """
+    if Path(preview).suffix.lower() != ".png":
+        raise InputError(f"--preview {preview}: the quick-look is a PNG; give a .png name")
+    if any(Path(preview).resolve() == Path(output).resolve() for output in outputs):
+        raise InputError(f"--preview {preview} is also the output; give the preview its own name")
+    return check_output(preview, overwrite)
 
 
 @dataclass

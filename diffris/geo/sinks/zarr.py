@@ -16,8 +16,9 @@ Layout of the store (a directory)::
 
 ``xarray.open_zarr(store)`` plus rioxarray then give the CRS (``ds.rio.crs``), the transform
 (``ds[var].rio.transform()``), nodata masking and, for uint8 probabilities, decoded values.
-The ``proj:``/``spatial:`` attributes follow the zarr-conventions ``proj`` and ``spatial`` v1
-documents (registration objects below).
+The ``proj:``/``spatial:`` attributes follow the zarr-conventions ``proj`` and ``spatial``
+conventions at their released tag ``v0.1`` and validate against its schemas (registration
+objects below).
 
 Dimension names are Zarr v3's ``dimension_names`` metadata (what xarray reads for v3 stores);
 the v2-era ``_ARRAY_DIMENSIONS`` attribute is not written. GDAL's own Zarr driver in the GDAL
@@ -43,26 +44,36 @@ from diffris.errors import InputError
 from diffris.geo.sinks.base import Sink
 from diffris.geo.sinks.spec import OutputDtype, OutputFormat, OutputSpec, OutputType
 
-__all__ = ["PROJ_CONVENTION", "SPATIAL_CONVENTION", "ZarrSink", "geozarr_attrs", "zarr_codecs"]
+__all__ = [
+    "PROJ_CONVENTION",
+    "SPATIAL_CONVENTION",
+    "ZarrSink",
+    "geozarr_attrs",
+    "is_zarr_store",
+    "zarr_codecs",
+]
 
 logger = logging.getLogger(__name__)
 
-#: Registration objects of the zarr-conventions ``proj`` and ``spatial`` conventions (v1).
+#: Registration objects of the zarr-conventions ``proj`` and ``spatial`` conventions, as their
+#: released ``v0.1`` schemas require them (tests/geo/data/zarr_conventions/ holds the schemas).
 PROJ_CONVENTION = {
-    "schema_url": "https://raw.githubusercontent.com/zarr-conventions/proj/refs/tags/v1/schema.json",
-    "spec_url": "https://github.com/zarr-conventions/proj/blob/v1/README.md",
+    "schema_url": "https://raw.githubusercontent.com/zarr-conventions/proj/refs/tags/v0.1/schema.json",
+    "spec_url": "https://github.com/zarr-conventions/proj/blob/v0.1/README.md",
     "uuid": "f17cb550-5864-4468-aeb7-f3180cfb622f",
     "name": "proj",
     "description": "Coordinate reference system information for geospatial data",
 }
 SPATIAL_CONVENTION = {
-    "schema_url": "https://raw.githubusercontent.com/zarr-conventions/spatial/refs/tags/v1/schema.json",
-    "spec_url": "https://github.com/zarr-conventions/spatial/blob/v1/README.md",
+    "schema_url": "https://raw.githubusercontent.com/zarr-conventions/spatial/refs/tags/v0.1/schema.json",
+    "spec_url": "https://github.com/zarr-conventions/spatial/blob/v0.1/README.md",
     "uuid": "689b58e2-cf7b-45e0-9fff-9cfc0883d6b4",
     "name": "spatial",
     "description": "Spatial coordinate information",
 }
 _COMPRESSORS = ("ZSTD", "GZIP", "BLOSC", "NONE")
+#: Files at the root of a Zarr v3 (``zarr.json``) or v2 (``.zgroup``, ``.zarray``) store.
+_STORE_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 
 
 class ZarrSink(Sink):
@@ -123,6 +134,18 @@ class ZarrSink(Sink):
 
     def _discard(self) -> None:
         self._array = None
+
+
+def is_zarr_store(path: str | Path) -> bool:
+    """Whether ``path`` names a Zarr store (one output), not a folder to write outputs into.
+
+    A ``.zarr`` name is a store whether or not it exists (a shell's completion adds a trailing
+    ``/`` to an existing one); so is an existing folder with Zarr metadata at its root.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".zarr":
+        return True
+    return path.is_dir() and any((path / name).is_file() for name in _STORE_MARKERS)
 
 
 def zarr_codecs(options: dict[str, str] | Any) -> dict[str, Any]:
