@@ -55,8 +55,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Registration objects of the zarr-conventions ``proj`` and ``spatial`` conventions, as their
-#: released ``v0.1`` schemas require them (tests/geo/data/zarr_conventions/ holds the schemas).
+#: Registrations of the zarr-conventions ``proj`` and ``spatial`` conventions at their released
+#: ``v0.1`` tags (tests/geo/test_zarr_conventions.py validates stores with zarr-cm).
 PROJ_CONVENTION = {
     "schema_url": "https://raw.githubusercontent.com/zarr-conventions/proj/refs/tags/v0.1/schema.json",
     "spec_url": "https://github.com/zarr-conventions/proj/blob/v0.1/README.md",
