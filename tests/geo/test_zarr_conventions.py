@@ -11,13 +11,12 @@ import json
 from pathlib import Path
 
 import pytest
+import zarr_cm.proj._r3 as proj_v01
+import zarr_cm.spatial._r3 as spatial_v01
 from rasterio.crs import CRS
 
 from diffris.geo.sinks.zarr import PROJ_CONVENTION, SPATIAL_CONVENTION
 from tests.geo.sink_helpers import make_spec, sample_data, write_output
-
-proj_v01 = pytest.importorskip("zarr_cm.proj._r3")
-spatial_v01 = pytest.importorskip("zarr_cm.spatial._r3")
 
 
 def _node(store: Path, name: str = "") -> dict:
