@@ -178,13 +178,7 @@ def archive(
 
       diffris archive status -o /data/masks     (see diffris archive status --help)
     """
-    from diffris.archive.processor import SegmentProcessor
-    from diffris.archive.runner import ArchiveProgress
-    from diffris.archive.runner import archive as run_archive
     from diffris.data.prompts import load_prompts
-    from diffris.devices import Precision
-    from diffris.inference.loading import model_identity
-    from diffris_cli.progress import progress_bars
 
     if log_file is not None:
         add_log_file(log_file)
@@ -208,6 +202,14 @@ def archive(
         stretch=stretch,
         creation_options=creation_options,
     )
+    # the heavy part (torch, dask) only once the flags are known to be good
+    from diffris.archive.processor import SegmentProcessor
+    from diffris.archive.runner import ArchiveProgress
+    from diffris.archive.runner import archive as run_archive
+    from diffris.devices import Precision
+    from diffris.inference.loading import model_identity
+    from diffris_cli.progress import progress_bars
+
     processor = SegmentProcessor(
         model=model,
         prompts=tuple(prompts),

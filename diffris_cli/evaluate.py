@@ -95,7 +95,7 @@ def evaluate_command(
 
       diffris evaluate --dataset rrsisd --data-root /data/RRSIS-D --split test --model runs/best
 
-      diffris evaluate -d refsegrs --data-root /data/RefSegRS --split val --predictions preds/ -o scores.json
+      diffris evaluate -d refsegrs --data-root /data/RefSegRS --predictions preds/ -o scores.json
 
       diffris evaluate -d risbench --data-root /data/RISBench --model runs/best --report report.html
     """

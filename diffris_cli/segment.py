@@ -90,7 +90,9 @@ def segment(
     dry_run: Annotated[
         bool,
         typer.Option(
-            "--dry-run", help="Print grid sizes, tiles and a memory estimate; run nothing."
+            "--dry-run",
+            help="Check all the run checks, then print grid sizes, tiles and a memory estimate; "
+            "load no model, write nothing.",
         ),
     ] = False,
     preview: Annotated[

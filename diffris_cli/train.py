@@ -198,7 +198,7 @@ def train(
 
     Examples:
 
-      diffris train --dataset risbench --data-root /data/RISBench --pretrained /models/sd-1-5 --gpus 8 -o runs/risbench
+      diffris train --dataset risbench --data-root /data/RISBench --gpus 8 -o runs/risbench
 
       diffris train --dataset synthetic --data-root synth/ --preset tiny --epochs 5 -o runs/demo
 

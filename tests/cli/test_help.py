@@ -63,6 +63,9 @@ def test_help_prose_wraps_cleanly_and_panels_are_intact(path):
             continue
         next_word = following.split()[0]
         assert len(line) + 1 + len(next_word) > WIDTH - 2, f"broken wrap:\n{line}\n{following}"
+    for line, following in zip(prose, prose[1:], strict=False):
+        if line.lstrip().startswith(("diffris ", "torchrun ")):  # an example: one line, to copy
+            assert not following, f"example wraps at {WIDTH} columns:\n{line}\n{following}"
     for line in lines[first_panel:]:
         if line.startswith(BOX):
             assert len(line) == WIDTH and line.endswith(("╮", "│", "╯")), line
