@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from diffris_cli.app import app
+from tests.archive.archive_helpers import write_scene
 from tests.inference.scenes import position_scene
 
 runner = CliRunner()
@@ -65,3 +66,16 @@ def test_the_old_evaluate_json_path_is_one_usage_line_naming_the_new_flag(
     (line,) = [line for line in result.output.splitlines() if line.strip()]
     assert line.startswith("error: --json takes no value") and expected in line
     assert not (tmp_path / "scores.json").exists()
+
+
+def test_archive_takes_the_same_quiet(tmp_path):
+    write_scene(tmp_path / "in" / "a.tif")
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("red roofs\n")
+    args = ["archive", str(tmp_path / "in"), "--prompts", str(prompts), "-o", str(tmp_path / "out")]
+    args += ["--model", "tiny", "--tile", "64", "--overlap", "16", "--threads", "1"]
+    result = runner.invoke(app, [*args, "-q"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and not _info_lines(result.stderr), result.output
+    again = runner.invoke(app, args)  # not quiet: the run summary (nothing to do this time)
+    assert "1 skipped" in again.stdout, again.output
