@@ -7,25 +7,15 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from diffris.archive.backends import InlineBackend
-from diffris.archive.dask_backend import DaskBackend
-from diffris.archive.ledger import Ledger
-from diffris.archive.pool import ProcessPoolBackend
-from diffris.archive.processor import SegmentProcessor
-from diffris.archive.runner import ArchiveProgress, ArchiveReport
-from diffris.archive.runner import archive as run_archive
-from diffris.data.prompts import load_prompts
-from diffris.devices import Precision
 from diffris.errors import InputError
-from diffris.inference.loading import model_identity
 from diffris_cli.console import out_console
 from diffris_cli.errors import user_errors
-from diffris_cli.logs import configure_logging
+from diffris_cli.helptext import DiffrisCommand
+from diffris_cli.logs import add_log_file
 from diffris_cli.options import (
     BandsOption,
     BatchSizeOption,
@@ -40,12 +30,15 @@ from diffris_cli.options import (
     OverlapOption,
     PrecisionOption,
     PretrainedOption,
+    QuietOption,
     StretchOption,
     ThresholdOption,
     TileOption,
 )
 from diffris_cli.parsing import parse_enum, segment_options
-from diffris_cli.progress import progress_bars
+
+if TYPE_CHECKING:  # the library is imported inside the command: --help answers at once
+    from diffris.archive.runner import ArchiveReport
 
 log = logging.getLogger("diffris.cli")
 
@@ -57,6 +50,10 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def _backend(workers: int, gpus: int, scheduler: str | None, threads: int | None, device: str):
+    from diffris.archive.backends import InlineBackend
+    from diffris.archive.dask_backend import DaskBackend
+    from diffris.archive.pool import ProcessPoolBackend
+
     if scheduler:
         return DaskBackend(
             scheduler,
@@ -77,7 +74,8 @@ def archive(
     source: Annotated[
         str,
         typer.Argument(
-            help="A folder (recursive), a glob such as 'data/**/*.tif', a text file listing scenes, or 'status'.",
+            help="A folder (recursive), a glob such as 'data/**/*.tif', or a text file listing "
+            "scenes.",
             show_default=False,
         ),
     ],
@@ -163,12 +161,7 @@ def archive(
     log_file: Annotated[
         Path | None, typer.Option("--log-file", help="Also append log lines to this file.")
     ] = None,
-    show_all: Annotated[
-        bool,
-        typer.Option(
-            "--all", help="With 'status': every ledger row, not only the latest per output."
-        ),
-    ] = False,
+    quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Segment every scene of an archive; rerun it (e.g. nightly from cron) to do only what changed.
@@ -183,13 +176,12 @@ def archive(
 
       diffris archive "/data/**/*.tif" --prompts p.yaml -o out/ --gpus 4
 
-      diffris archive status -o /data/masks
+      diffris archive status -o /data/masks     (see diffris archive status --help)
     """
-    if source == "status":
-        _status(output, show_all=show_all, as_json=as_json)
-        return
+    from diffris.data.prompts import load_prompts
+
     if log_file is not None:
-        configure_logging(0, False, log_file)
+        add_log_file(log_file)
     if prompts_file is None:
         raise InputError("no prompts given; pass --prompts prompts.yaml")
     if model is None:
@@ -210,6 +202,14 @@ def archive(
         stretch=stretch,
         creation_options=creation_options,
     )
+    # the heavy part (torch, dask) only once the flags are known to be good
+    from diffris.archive.processor import SegmentProcessor
+    from diffris.archive.runner import ArchiveProgress
+    from diffris.archive.runner import archive as run_archive
+    from diffris.devices import Precision
+    from diffris.inference.loading import model_identity
+    from diffris_cli.progress import progress_bars
+
     processor = SegmentProcessor(
         model=model,
         prompts=tuple(prompts),
@@ -218,7 +218,7 @@ def archive(
     )
     suffix = ".zarr" if options.format is not None and options.format.value == "zarr" else ".tif"
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    with progress_bars("scenes", quiet=as_json) as progress_for:
+    with progress_bars("scenes", quiet=quiet or as_json) as progress_for:
         update = progress_for("archive", 0)
 
         def progress(state: ArchiveProgress) -> None:
@@ -240,23 +240,43 @@ def archive(
             split_align=options.tile,
             progress=progress,
         )
-    _print_report(report, as_json)
+    _print_report(report, as_json=as_json, quiet=quiet)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
 
 
-def _print_report(report: ArchiveReport, as_json: bool) -> None:
+def _print_report(report: ArchiveReport, *, as_json: bool, quiet: bool) -> None:
     if as_json:
         out_console.print_json(json.dumps(report.to_dict()))
         return
-    counts = ", ".join(f"{count} {status}" for status, count in report.counts.items() if count)
-    out_console.print(f"{report.out_dir}: {counts or 'nothing to do'} in {report.seconds:.1f} s")
+    if not quiet:
+        counts = ", ".join(f"{count} {name}" for name, count in report.counts.items() if count)
+        out_console.print(
+            f"{report.out_dir}: {counts or 'nothing to do'} in {report.seconds:.1f} s"
+        )
     for result in report.results:
         if result.status in ("failed", "given-up"):
             out_console.print(f"[red]{result.status}[/] {result.input}: {result.error}")
 
 
-def _status(output: Path, *, show_all: bool, as_json: bool) -> None:
+@user_errors
+def status(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The archive's output folder (its ledger).")
+    ],
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Every ledger row, not only the latest per output.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show what an archive's ledger holds: counts per status, then a row per output.
+
+    Example: diffris archive status -o /data/masks --json
+    """
+    from rich.table import Table
+
+    from diffris.archive.ledger import Ledger
+
     if not (output / "diffris-ledger.sqlite").is_file():
         raise InputError(
             f"{output} has no archive ledger (diffris-ledger.sqlite); run diffris archive -o {output} first"
@@ -266,8 +286,8 @@ def _status(output: Path, *, show_all: bool, as_json: bool) -> None:
         out_console.print_json(json.dumps(summary.to_dict()))
         return
     counts = Table(title=f"{summary.ledger}")
-    for status in summary.counts:
-        counts.add_column(status)
+    for name in summary.counts:
+        counts.add_column(name)
     counts.add_row(*(str(value) for value in summary.counts.values()))
     rows = Table()
     for column in ("status", "input", "output", "attempts", "seconds", "error"):
@@ -276,3 +296,26 @@ def _status(output: Path, *, show_all: bool, as_json: bool) -> None:
         seconds = f"{row.seconds:.1f}" if row.seconds is not None else ""
         rows.add_row(row.status, row.input, row.output, str(row.attempts), seconds, row.error or "")
     out_console.print(counts, rows)
+
+
+class ArchiveCommand(DiffrisCommand):
+    """``diffris archive SOURCE``, and ``diffris archive status`` as a command of its own
+    (its own flags and ``--help``): a source named ``status`` is handed to :func:`status`."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        if args[:1] == ["status"]:
+            command = _status_command()
+            # a sibling of this command's context, so its usage reads "diffris archive status"
+            name = f"{ctx.info_name} status"
+            with command.make_context(name, args[1:], parent=ctx.parent) as status_ctx:
+                command.invoke(status_ctx)
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
+
+def _status_command() -> Any:
+    status_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    status_app.command(
+        cls=DiffrisCommand, context_settings={"help_option_names": ["-h", "--help"]}
+    )(status)
+    return typer.main.get_command(status_app)

@@ -6,31 +6,32 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from diffris.devices import Precision
-from diffris.eval.evaluate import EvaluateOptions, EvaluationResult, check_outputs, evaluate
-from diffris.eval.metrics import Resolution
 from diffris_cli.console import out_console
-from diffris_cli.errors import user_errors
+from diffris_cli.errors import EXIT_USAGE, fail, user_errors
 from diffris_cli.options import (
     DeviceOption,
+    JsonOption,
     ModelOption,
     OverwriteOption,
     PrecisionOption,
     PretrainedOption,
+    QuietOption,
 )
 from diffris_cli.parsing import parse_enum
-from diffris_cli.progress import progress_bars
+
+if TYPE_CHECKING:  # the library is imported inside the command: --help answers at once
+    from diffris.eval.evaluate import EvaluationResult
 
 log = logging.getLogger("diffris.cli")
 
 
 @user_errors
 def evaluate_command(
+    ctx: typer.Context,
     dataset: Annotated[
         str,
         typer.Option(
@@ -76,12 +77,11 @@ def evaluate_command(
         int | None,
         typer.Option("--limit", min=1, help="Score only the first N samples of the split."),
     ] = None,
-    json_path: Annotated[
-        str | None,
-        typer.Option(
-            "--json", metavar="PATH", help="Write the scores as JSON to PATH ('-': stdout only)."
-        ),
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the scores as JSON to this file."),
     ] = None,
+    as_json: JsonOption = False,
     per_sample: Annotated[
         bool, typer.Option("--per-sample", help="Add each sample's I, U and IoU to the JSON.")
     ] = False,
@@ -93,7 +93,7 @@ def evaluate_command(
         int, typer.Option("--gallery", min=0, help="Best and worst samples in the report.")
     ] = 8,
     overwrite: OverwriteOption = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Score a model, or another method's predicted masks, on a benchmark split.
 
@@ -103,17 +103,22 @@ def evaluate_command(
 
       diffris evaluate --dataset rrsisd --data-root /data/RRSIS-D --split test --model runs/best
 
-      diffris evaluate -d refsegrs --data-root /data/RefSegRS --split val --predictions preds/ --json scores.json
+      diffris evaluate -d refsegrs --data-root /data/RefSegRS --predictions preds/ -o scores.json
 
       diffris evaluate -d risbench --data-root /data/RISBench --model runs/best --report report.html
 
       diffris evaluate -d synthetic --data-root synth/ --model runs/demo/best --limit 200
     """
+    _refuse_stray_arguments(ctx.args, as_json=as_json)
+    from diffris.devices import Precision
+    from diffris.eval.evaluate import EvaluateOptions, check_outputs, evaluate
+    from diffris.eval.metrics import Resolution
+    from diffris_cli.progress import progress_bars
+
     if predictions is not None and model is not None and model == os.environ.get("DIFFRIS_MODEL"):
         log.debug("--predictions given: ignoring DIFFRIS_MODEL=%s", model)
         model = None
-    to_stdout = json_path == "-"
-    check_outputs([json_path, report], overwrite=overwrite)
+    check_outputs([output, report], overwrite=overwrite)
     options = EvaluateOptions(
         image_size=image_size,
         resolution=parse_enum(Resolution, resolution, "--resolution"),
@@ -124,7 +129,7 @@ def evaluate_command(
         limit=limit,
         gallery=gallery if report is not None else 0,
     )
-    with progress_bars("samples", quiet=quiet or to_stdout) as progress_for:
+    with progress_bars("samples", quiet=quiet or as_json) as progress_for:
         result = evaluate(
             dataset,
             data_root,
@@ -135,20 +140,41 @@ def evaluate_command(
             options=options,
             progress=progress_for(f"{dataset} {split}", 0),
         )
-    if json_path is not None and not to_stdout:
-        result.write_json(json_path, samples=per_sample)
+    if output is not None:
+        result.write_json(output, samples=per_sample)
     if report is not None:
         result.write_report(report)
-    if to_stdout:
+    if as_json:
         out_console.print_json(json.dumps(result.to_dict(samples=per_sample)))
         return
-    _print_result(result)
-    for written in (json_path, report):
-        if written is not None:
+    _print_result(result)  # the scores are the answer: printed under -q too
+    for written in (output, report):
+        if written is not None and not quiet:
             out_console.print(f"wrote {written}", highlight=False)
 
 
+def _refuse_stray_arguments(extra: list[str], *, as_json: bool) -> None:
+    """One clear usage line for a leftover argument, naming the new flag for the old
+    ``--json PATH`` (``--json`` is a flag now, as in every other command)."""
+    if not extra:
+        return
+    if as_json and extra[0] == "-":
+        message = "--json takes no value any more: it prints the scores on stdout; drop the '-'"
+    elif as_json:
+        message = (
+            f"--json takes no value any more (it prints the scores on stdout); "
+            f"write them to a file with -o {extra[0]}"
+        )
+    else:
+        message = f"unexpected argument {extra[0]!r}; see diffris evaluate --help"
+    raise fail(message, EXIT_USAGE)
+
+
 def _print_result(result: EvaluationResult) -> None:
+    from rich.table import Table
+
+    from diffris.eval.metrics import Resolution
+
     scores, settings = result.scores, result.settings
     source = settings.get("model") or f"predictions {settings.get('predictions')}"
     table = Table(title=result.title)

@@ -30,3 +30,15 @@ def configure_logging(verbose: int, quiet: bool, log_file: Path | None = None) -
     root.handlers = handlers
     root.setLevel(level)
     root.propagate = False
+
+
+def quiet_logging() -> None:
+    """Only warnings and errors from here on (``-q``), whatever the handlers."""
+    logging.getLogger("diffris").setLevel(logging.WARNING)
+
+
+def add_log_file(log_file: Path) -> None:
+    """Also append the library's log lines to ``log_file``, at the level ``-v``/``-q`` chose."""
+    to_file = logging.FileHandler(log_file)
+    to_file.setFormatter(logging.Formatter(PLAIN_FORMAT))
+    logging.getLogger("diffris").addHandler(to_file)

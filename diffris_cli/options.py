@@ -8,7 +8,32 @@ from typing import Annotated
 import typer
 
 JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")
+    bool,
+    typer.Option(
+        "--json", help="Print the result as one JSON object on stdout (no table, no progress)."
+    ),
+]
+
+#: What ``-q`` does, before or after the command name alike.
+QUIET_HELP = (
+    "Only warnings, errors and the answer asked for (scores, a dry-run plan, --json): no progress, "
+    "no info log lines, no run summary."
+)
+
+
+def _quiet(ctx: typer.Context, value: bool) -> bool:
+    """``diffris -q CMD`` and ``diffris CMD -q`` mean the same: the command sees quiet either way,
+    and the library's logging drops to warnings."""
+    quiet = value or bool(ctx.find_root().params.get("quiet"))
+    if quiet:
+        from diffris_cli.logs import quiet_logging
+
+        quiet_logging()
+    return quiet
+
+
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", callback=_quiet, help=QUIET_HELP, show_default=False)
 ]
 PretrainedOption = Annotated[
     Path | None,

@@ -5,18 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from diffris.data.prompts import Prompt, load_prompts, prompts_from_texts
-from diffris.devices import Precision
 from diffris.errors import InputError
-from diffris.geo.preview import write_preview
-from diffris.inference.loading import load_predictor
-from diffris.inference.run import output_paths, plan_scene, preflight, segment_scenes
-from diffris.inference.segment import open_scene
 from diffris_cli.console import out_console
 from diffris_cli.errors import user_errors
 from diffris_cli.options import (
@@ -35,18 +28,24 @@ from diffris_cli.options import (
     PrecisionOption,
     PretrainedOption,
     PromptsFileOption,
+    QuietOption,
     StretchOption,
     ThresholdOption,
     TileOption,
 )
 from diffris_cli.parsing import parse_enum, segment_options
-from diffris_cli.progress import progress_bars
+
+if TYPE_CHECKING:  # the library is imported inside the command: --help answers at once
+    from diffris.data.prompts import Prompt
+    from diffris.inference.run import RunPlan, RunSummary
 
 log = logging.getLogger("diffris.cli")
 
 
 def gather_prompts(texts: list[str] | None, prompt_file: Path | None) -> list[Prompt]:
     """Prompts from ``--prompts`` then ``--text`` flags; at least one is required."""
+    from diffris.data.prompts import load_prompts, prompts_from_texts
+
     prompts = load_prompts(prompt_file) if prompt_file else []
     if texts:
         taken = {p.id for p in prompts}
@@ -91,7 +90,9 @@ def segment(
     dry_run: Annotated[
         bool,
         typer.Option(
-            "--dry-run", help="Print grid sizes, tiles and a memory estimate; run nothing."
+            "--dry-run",
+            help="Check all the run checks, then print grid sizes, tiles and a memory estimate; "
+            "load no model, write nothing.",
         ),
     ] = False,
     preview: Annotated[
@@ -100,7 +101,7 @@ def segment(
             "--preview", help="Write a PNG quick-look with the masks overlaid (one scene)."
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Segment scenes from natural-language descriptions into georeferenced masks.
@@ -111,6 +112,8 @@ def segment(
 
       diffris segment a.tif b.tif --prompts prompts.yaml -o masks/ --format cog
     """
+    from diffris.inference.run import output_paths, plan_run, preflight
+
     prompts = gather_prompts(text, prompts_file)
     options = segment_options(
         tile=tile,
@@ -128,13 +131,10 @@ def segment(
     outputs = output_paths(scenes, output, options.format)
     if preview and len(scenes) > 1:
         raise InputError("--preview works with one scene; run scenes separately for previews")
-    if dry_run:
-        plans = [
-            plan_scene(s, o, len(prompts), options) for s, o in zip(scenes, outputs, strict=True)
-        ]
-        _print_plans(plans, as_json)
-        return
-    failures = preflight(scenes, outputs, options, overwrite=overwrite, preview=preview)
+    # The dry run and the run share this preflight: a dry run passes only what the run accepts.
+    failures = preflight(
+        scenes, outputs, options, prompts=prompts, overwrite=overwrite, preview=preview
+    )
     if len(failures) == len(scenes):
         for failure in failures:
             log.error("%s: %s", failure.scene, failure.error)
@@ -144,6 +144,19 @@ def segment(
             "no model given; pass --model with a trained-model folder (or set DIFFRIS_MODEL), "
             "or --model tiny for an untrained smoke test"
         )
+    if dry_run:
+        plan = plan_run(scenes, outputs, prompts, options, failures)
+        _print_plan(plan, as_json=as_json)
+        if plan.exit_code:
+            raise typer.Exit(plan.exit_code)
+        return
+    from diffris.devices import Precision
+    from diffris.geo.preview import write_preview
+    from diffris.inference.loading import load_predictor
+    from diffris.inference.run import segment_scenes
+    from diffris.inference.segment import open_scene
+    from diffris_cli.progress import progress_bars
+
     predictor, model_id = load_predictor(
         model,
         prompts,
@@ -176,26 +189,32 @@ def segment(
         raise typer.Exit(summary.exit_code)
 
 
-def _print_plans(plans, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def _print_plan(plan: RunPlan, *, as_json: bool) -> None:
     if as_json:
-        out_console.print_json(json.dumps([p.to_dict() for p in plans]))
+        out_console.print_json(json.dumps(plan.to_dict()))
         return
+    from rich.table import Table
+
     table = Table(title="Dry run: nothing was written")
     for column in ("scene", "size (px)", "grid", "tiles", "memory (MiB, excl. model)", "output"):
         table.add_column(column)
-    for plan in plans:
+    for scene in plan.plans:
         table.add_row(
-            Path(plan.scene).name,
-            f"{plan.width} x {plan.height}",
-            f"{plan.grid_rows} x {plan.grid_cols}",
-            str(plan.tiles),
-            f"{plan.estimated_memory_mib:.0f}",
-            plan.output,
+            Path(scene.scene).name,
+            f"{scene.width} x {scene.height}",
+            f"{scene.grid_rows} x {scene.grid_cols}",
+            str(scene.tiles),
+            f"{scene.estimated_memory_mib:.0f}",
+            scene.output,
         )
+    for failure in plan.failures:
+        table.add_row(Path(failure.scene).name, f"[red]fails: {failure.error}[/]", "", "", "", "")
     out_console.print(table)
 
 
-def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
+def _print_summary(summary: RunSummary) -> None:
+    from rich.table import Table
+
     table = Table(title="diffris segment")
     for column in ("scene", "output", "tiles", "skipped", "seconds", "peak MiB"):
         table.add_column(column)

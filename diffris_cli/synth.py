@@ -11,19 +11,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from diffris.data.synthetic import Layout, SceneDtype, write_dataset, write_scene
 from diffris.errors import InputError, OutputExistsError
 from diffris_cli.console import out_console
 from diffris_cli.errors import user_errors
-from diffris_cli.options import JsonOption, OverwriteOption
+from diffris_cli.helptext import DiffrisCommand, DiffrisGroup
+from diffris_cli.options import JsonOption, OverwriteOption, QuietOption
 from diffris_cli.parsing import parse_enum, parse_numbers
 
 app = typer.Typer(
     name="synth",
     help="Write synthetic referring-segmentation data: benchmark-layout datasets and scenes.",
     no_args_is_help=True,
+    cls=DiffrisGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -40,7 +40,7 @@ def parse_splits(value: str) -> tuple[float, ...] | tuple[int, ...]:
     return fractions
 
 
-@app.command("dataset")
+@app.command("dataset", cls=DiffrisCommand)
 @user_errors
 def dataset(
     output: Annotated[Path, typer.Argument(help="Dataset root folder to create.")],
@@ -84,12 +84,17 @@ def dataset(
         ),
     ] = None,
     overwrite: OverwriteOption = False,
+    quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Write a synthetic dataset in a benchmark's own layout (its loader reads it unchanged).
 
     Example: diffris synth dataset out/ --format risbench --samples 2000
     """
+    from rich.table import Table
+
+    from diffris.data.synthetic import Layout, write_dataset
+
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not overwrite:
         raise OutputExistsError(
             f"{output} exists and is not empty; pass --overwrite to write into it"
@@ -118,6 +123,8 @@ def dataset(
     if as_json:
         out_console.print_json(json.dumps(facts))
         return
+    if quiet:
+        return
     table = Table(title=f"synthetic {summary.layout.value} dataset in {summary.root}")
     for column in ("split", "samples", "images"):
         table.add_column(column, justify="right" if column != "split" else "left")
@@ -131,7 +138,7 @@ def dataset(
     )
 
 
-@app.command("scene")
+@app.command("scene", cls=DiffrisCommand)
 @user_errors
 def scene(
     output: Annotated[Path, typer.Argument(help="The GeoTIFF to write.")],
@@ -174,12 +181,17 @@ def scene(
         bool, typer.Option("--overviews/--no-overviews", help="Build internal overviews.")
     ] = True,
     overwrite: OverwriteOption = False,
+    quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Write a large synthetic georeferenced scene, its prompts and ground-truth masks.
 
     Example: diffris synth scene scene.tif --size 4096 --prompts-out prompts.yaml --masks-out masks/
     """
+    from rich.table import Table
+
+    from diffris.data.synthetic import SceneDtype, write_scene
+
     sides = parse_numbers(size, "--size", count=(1, 2), kind=int)
     x, y = parse_numbers(origin, "--origin", count=(2,))
     if output.suffix.lower() not in (".tif", ".tiff"):
@@ -225,6 +237,8 @@ def scene(
     }
     if as_json:
         out_console.print_json(json.dumps(facts))
+        return
+    if quiet:
         return
     table = Table(title=f"{summary.path}: {summary.width} x {summary.height} px, {summary.crs}")
     for column in ("prompt id", "text", "mask pixels", "mask file"):

@@ -10,28 +10,29 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
 
-from diffris.devices import Precision
 from diffris.errors import InputError, InputNotFoundError
-from diffris.train import Ablation, LaunchOptions, TrainConfig
-from diffris.train.config import TRAIN_DATASETS
-from diffris.train.distributed import torchrun_env
-from diffris.train.launch import train as run_training
 from diffris_cli.console import out_console
 from diffris_cli.errors import user_errors
-from diffris_cli.options import JsonOption, OverwriteOption, PretrainedOption
+from diffris_cli.options import JsonOption, OverwriteOption, PretrainedOption, QuietOption
 from diffris_cli.parsing import parse_enum
-from diffris_cli.train_progress import training_progress
+
+if TYPE_CHECKING:  # the library (torch) is imported inside the command: --help answers at once
+    from diffris.train import LaunchOptions, TrainConfig
 
 log = logging.getLogger("diffris.cli")
 
 _RECIPE = "Recipe (defaults: the paper's)"
 _MODEL = "Model and ablations"
 _RUN = "Processes and run folder"
+#: Written out, not built from TRAIN_DATASETS, so --help need not import torch (a test keeps
+#: the two in step).
+DATASET_HELP = (
+    "rrsisd, refsegrs, risbench, or synthetic (a folder written by diffris synth dataset)."
+)
 
 
 def _flag(help_text: str, panel: str, *names: str) -> Any:
@@ -40,12 +41,16 @@ def _flag(help_text: str, panel: str, *names: str) -> Any:
 
 def build_config(base: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
     """A :class:`TrainConfig` from a base dict (``--config``) and the flags given."""
+    from diffris.train import TrainConfig
+
     values = {**base, **{key: value for key, value in overrides.items() if value is not None}}
     return TrainConfig.from_dict(values)
 
 
 def read_config_file(path: Path | None) -> dict[str, Any]:
     """A ``--config`` YAML file: a run's ``config.yaml`` or a plain mapping of TrainConfig keys."""
+    import yaml
+
     if path is None:
         return {}
     if not path.is_file():
@@ -63,9 +68,7 @@ def read_config_file(path: Path | None) -> dict[str, Any]:
 
 @user_errors
 def train(
-    dataset: Annotated[
-        str | None, _flag(f"One of: {', '.join(TRAIN_DATASETS)}.", _RECIPE, "--dataset")
-    ] = None,
+    dataset: Annotated[str | None, _flag(DATASET_HELP, _RECIPE, "--dataset")] = None,
     data_root: Annotated[Path | None, _flag("The dataset folder.", _RECIPE, "--data-root")] = None,
     output: Annotated[
         Path | None, _flag("The run folder to create.", _RUN, "--output", "-o")
@@ -188,14 +191,14 @@ def train(
     deterministic: Annotated[
         bool, _flag("torch.use_deterministic_algorithms.", _RUN, "--deterministic")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Train DiffRIS's CP-adapter and PCMRD decoder (the backbone stays frozen).
 
     Examples:
 
-      diffris train --dataset risbench --data-root /data/RISBench --pretrained /models/sd-1-5 --gpus 8 -o runs/risbench
+      diffris train --dataset risbench --data-root /data/RISBench --gpus 8 -o runs/risbench
 
       diffris train --dataset synthetic --data-root synth/ --preset tiny --epochs 5 -o runs/demo
 
@@ -203,6 +206,12 @@ def train(
 
       torchrun --nnodes 2 --nproc-per-node 8 ... -m diffris_cli.train --dataset risbench ... -o runs/x
     """
+    from diffris.devices import Precision
+    from diffris.train import Ablation
+    from diffris.train.config import TRAIN_DATASETS
+    from diffris.train.launch import train as run_training
+    from diffris_cli.train_progress import training_progress
+
     if resume is not None and output is not None and output != resume:
         raise InputError(f"-o {output} and --resume {resume} differ; --resume alone names the run")
     folder = resume or output
@@ -291,6 +300,9 @@ def _launch_options(
     max_steps: int | None,
     deterministic: bool,
 ) -> LaunchOptions:
+    from diffris.train import LaunchOptions
+    from diffris.train.distributed import torchrun_env
+
     if torchrun_env() is not None and (gpus is not None or procs is not None):
         log.info("running under torchrun: --gpus/--procs are ignored (torchrun starts the ranks)")
     if gpus is None:
@@ -313,10 +325,11 @@ def _launch_options(
 
 def main() -> None:
     """``python -m diffris_cli.train``: this command alone (e.g. under torchrun)."""
+    from diffris_cli.helptext import DiffrisCommand
     from diffris_cli.logs import configure_logging
 
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command()(train)
+    app.command(cls=DiffrisCommand)(train)
     configure_logging(0, False)
     app()
 

@@ -13,6 +13,7 @@ from diffris.paths import SD15_ENV, SD15_REPO_ID
 from diffris.weights import Variant, download_sd15
 from diffris_cli.console import out_console
 from diffris_cli.errors import user_errors
+from diffris_cli.helptext import DiffrisCommand, DiffrisGroup
 from diffris_cli.options import JsonOption, OverwriteOption
 from diffris_cli.parsing import parse_enum
 
@@ -20,6 +21,7 @@ app = typer.Typer(
     name="weights",
     help="Fetch pretrained backbone weights (nothing is ever downloaded otherwise).",
     no_args_is_help=True,
+    cls=DiffrisGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -27,7 +29,7 @@ app = typer.Typer(
 NAMES = ("sd15",)
 
 
-@app.command("download")
+@app.command("download", cls=DiffrisCommand)
 @user_errors
 def download(
     name: Annotated[str, typer.Argument(metavar="NAME", help="What to fetch: sd15.")],

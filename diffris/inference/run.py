@@ -8,22 +8,25 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from diffris.data.prompts import Prompt
 from diffris.errors import DiffrisError, InputError
 from diffris.geo.grid import Grid
-from diffris.geo.sinks import check_georeferencing, resolve_format
 from diffris.geo.sinks.publish import check_output
 from diffris.geo.sinks.spec import OutputFormat
 from diffris.geo.sinks.zarr import is_zarr_store
-from diffris.inference.predictor import TilePredictor
 from diffris.inference.segment import (
     ProgressFn,
     SegmentOptions,
     SegmentResult,
+    check_scene,
     open_scene,
     segment_scene,
 )
+
+if TYPE_CHECKING:  # torch only when a model runs
+    from diffris.inference.predictor import TilePredictor
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +131,13 @@ def preflight(
     outputs: Sequence[Path],
     options: SegmentOptions,
     *,
+    prompts: Sequence[Prompt],
     overwrite: bool,
     preview: Path | None = None,
 ) -> list[SceneFailure]:
-    """Check every scene opens with these options and every output may be written, before the
-    model is loaded; a bad input fails in a second, not after an hour.
+    """Check every scene opens with these options and every output may be written with them
+    (:func:`~diffris.inference.segment.check_scene`), before the model is loaded; a bad input
+    fails in a second, not after an hour. ``--dry-run`` runs this same check.
 
     Args:
         preview: the quick-look PNG of a one-scene run, checked like an output (same
@@ -150,10 +155,7 @@ def preflight(
     failures = []
     for scene, output in zip(scenes, outputs, strict=True):
         try:
-            check_output(output, overwrite)
-            with open_scene(scene, options) as opened:
-                fmt = resolve_format(output, options.format)
-                check_georeferencing(output, fmt, has_gcps=opened.gcps is not None)
+            check_scene(scene, output, prompts, options, overwrite=overwrite)
         except DiffrisError as error:
             if len(scenes) == 1:
                 raise
@@ -188,10 +190,55 @@ class RunSummary:
         return 1 if self.failures else 0
 
     def to_dict(self) -> dict[str, object]:
+        """``{"dry_run": false, "scenes": [...], "failed": [...]}``, the shape of
+        :meth:`RunPlan.to_dict`."""
         return {
+            "dry_run": False,
             "scenes": [r.to_dict() for r in self.results],
             "failed": [dataclasses.asdict(f) for f in self.failures],
         }
+
+
+@dataclass
+class RunPlan:
+    """What ``--dry-run`` reports: a plan per scene that passed the preflight, and the rest."""
+
+    plans: list[ScenePlan] = dataclasses.field(default_factory=list)
+    failures: list[SceneFailure] = dataclasses.field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+    def to_dict(self) -> dict[str, object]:
+        """``{"dry_run": true, "scenes": [...], "failed": [...]}``, the shape of
+        :meth:`RunSummary.to_dict`."""
+        return {
+            "dry_run": True,
+            "scenes": [p.to_dict() for p in self.plans],
+            "failed": [dataclasses.asdict(f) for f in self.failures],
+        }
+
+
+def plan_run(
+    scenes: Sequence[str | Path],
+    outputs: Sequence[Path],
+    prompts: Sequence[Prompt],
+    options: SegmentOptions,
+    failures: Sequence[SceneFailure] = (),
+) -> RunPlan:
+    """The dry run: a :class:`ScenePlan` for each scene :func:`preflight` let through.
+
+    Args:
+        failures: what :func:`preflight` returned; those scenes are reported, not planned.
+    """
+    failed = {failure.scene for failure in failures}
+    plans = [
+        plan_scene(scene, output, len(prompts), options)
+        for scene, output in zip(scenes, outputs, strict=True)
+        if str(scene) not in failed
+    ]
+    return RunPlan(plans=plans, failures=list(failures))
 
 
 def segment_scenes(

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from affine import Affine
@@ -38,7 +39,9 @@ from diffris.geo.sinks.spec import (
 )
 from diffris.geo.stitch import Stitcher
 from diffris.inference.batches import prefetch_batches
-from diffris.inference.predictor import TilePredictor
+
+if TYPE_CHECKING:  # torch only when a model runs: preflight errors answer in a fraction of a second
+    from diffris.inference.predictor import TilePredictor
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +126,68 @@ def output_tags(
         "overlap": str(options.overlap),
         **scene.stretch.to_tags(),
     }
+
+
+def output_spec(
+    scene: Scene,
+    prompts: Sequence[Prompt],
+    options: SegmentOptions,
+    *,
+    model_id: str,
+    rows: tuple[int, int] | None = None,
+    extra_tags: Mapping[str, str] | None = None,
+    creation_options: Mapping[str, str] | None = None,
+) -> OutputSpec:
+    """The output a scene's run writes: its size, georeferencing, bands, encoding and tags.
+
+    Raises:
+        InputError: an option the output cannot take (threshold, dtype, ``--co``).
+    """
+    start, stop = rows or (0, scene.height)
+    if creation_options is None:
+        creation_options = parse_creation_options(options.creation_options)
+    # GCP-only scenes keep their GCPs (shifted to the part's rows), with no geotransform.
+    gcps = shift_gcps(scene.gcps, start) if scene.gcps is not None else None
+    transform = (
+        scene.transform @ Affine.translation(0, start) if gcps is None else Affine.identity()
+    )
+    return OutputSpec(
+        width=scene.width,
+        height=stop - start,
+        crs=scene.crs,
+        transform=transform,
+        gcps=gcps,
+        prompts=list(prompts),
+        output_type=options.output_type,
+        dtype=options.dtype,
+        threshold=options.threshold,
+        block_size=options.tile,
+        tags={**output_tags(scene, prompts, options, model_id), **(extra_tags or {})},
+        creation_options=creation_options,
+    )
+
+
+def check_scene(
+    scene_path: str | Path,
+    output: str | Path,
+    prompts: Sequence[Prompt],
+    options: SegmentOptions,
+    *,
+    overwrite: bool = False,
+) -> None:
+    """Check everything :func:`segment_scene` checks before its first tile, writing nothing:
+    the scene opens with these options, the output may be written, its format follows from
+    the name or ``options.format``, the grid takes the tile and overlap, and the output accepts
+    the threshold, dtype and ``--co``.
+
+    Raises:
+        DiffrisError: the first problem found.
+    """
+    check_output(output, overwrite)
+    with open_scene(scene_path, options) as scene:
+        Grid(scene.width, scene.height, tile=options.tile, overlap=options.overlap)
+        spec = output_spec(scene, prompts, options, model_id="preflight")
+        open_sink(output, spec, format=options.format, overwrite=overwrite)  # opens nothing
 
 
 def _peak_rss_mib() -> float:
@@ -213,23 +278,13 @@ def segment_scene(
         start, stop = _check_rows(rows, scene.height)
         grid_rows = grid.rows_touching(start, stop)
         tiles = [tile for r in grid_rows for tile in grid.tiles_in_row(r)]
-        # GCP-only scenes keep their GCPs (shifted to the part's rows), with no geotransform.
-        gcps = shift_gcps(scene.gcps, start) if scene.gcps is not None else None
-        transform = (
-            scene.transform @ Affine.translation(0, start) if gcps is None else Affine.identity()
-        )
-        spec = OutputSpec(
-            width=scene.width,
-            height=stop - start,
-            crs=scene.crs,
-            transform=transform,
-            gcps=gcps,
-            prompts=list(prompts),
-            output_type=options.output_type,
-            dtype=options.dtype,
-            threshold=options.threshold,
-            block_size=options.tile,
-            tags={**output_tags(scene, prompts, options, model_id), **(extra_tags or {})},
+        spec = output_spec(
+            scene,
+            prompts,
+            options,
+            model_id=model_id,
+            rows=(start, stop),
+            extra_tags=extra_tags,
             creation_options=creation_options,
         )
         done = skipped = 0

@@ -152,7 +152,7 @@ def test_predictions_folder_equals_direct_computation(roots, tmp_path, layout):
     result = run(
         *("-d", layout, "--data-root", str(roots[layout]), "--split", "test"),
         *("--predictions", str(tmp_path / "preds"), "--image-size", str(INPUT_SIZE)),
-        *("--json", str(scores), "--per-sample", "-q"),
+        *("-o", str(scores), "--per-sample"),
     )
     assert result.exit_code == 0, result.output
     assert "Scored 8 of 8 samples" in result.stdout and f"wrote {scores}" in result.stdout
@@ -171,13 +171,13 @@ def test_predictions_folder_equals_direct_computation(roots, tmp_path, layout):
     assert written["settings"]["resolution"] == "input" and written["settings"]["samples"] == 8
 
 
-def test_json_dash_prints_only_json_and_limit_counts(roots, tmp_path):
+def test_json_prints_only_json_and_limit_counts(roots, tmp_path):
     dataset = open_dataset("refsegrs", roots["refsegrs"], "test")
     _write_predictions(dataset, tmp_path)
     result = run(
         *("-d", "refsegrs", "--data-root", str(roots["refsegrs"])),
         *("--predictions", str(tmp_path), "--image-size", str(INPUT_SIZE)),
-        *("--resolution", "original", "--limit", "3", "--json", "-"),
+        *("--resolution", "original", "--limit", "3", "--json"),
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)

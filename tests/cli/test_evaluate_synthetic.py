@@ -31,7 +31,7 @@ def scores(root: Path, dataset: str, *extra: str) -> dict:
         [
             *("evaluate", "--dataset", dataset, "--data-root", str(root), "--split", "test"),
             *("--model", "tiny", "--limit", "2", "--image-size", "64", "--device", "cpu"),
-            *("--json", "-", *extra),
+            *("--json", *extra),
         ],
     )
     assert result.exit_code == 0, result.output

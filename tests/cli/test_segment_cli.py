@@ -81,14 +81,52 @@ def test_dry_run_reports_the_grid_and_writes_nothing(tmp_path, scene):
             "128",
             "--overlap",
             "32",
+            "--model",
+            "tiny",
             "--dry-run",
             "--json",
         ],
     )
     assert result.exit_code == 0, result.output
-    (plan,) = json.loads(result.stdout)
+    summary = json.loads(result.stdout)
+    assert summary["dry_run"] is True and summary["failed"] == []
+    (plan,) = summary["scenes"]
     assert (plan["grid_rows"], plan["grid_cols"], plan["tiles"]) == (3, 3, 9)
     assert not (tmp_path / "m.tif").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "output", "expected"),
+    [
+        (["--co", "COMPRESS=FOO"], "m.tif", "--co COMPRESS=FOO rejected by GDAL's GTiff driver"),
+        ([], "m.jpg", "cannot tell the output format of"),
+        (["--threshold", "2"], "m.tif", "--threshold 2.0 is not in (0, 1)"),
+        (["--format", "cog", "--co", "BLOCKSIZE=7"], "m.tif", "--co BLOCKSIZE=7 rejected"),
+        (["--dtype", "float32"], "m.tif", "float32"),
+    ],
+)
+def test_dry_run_refuses_what_the_run_refuses(tmp_path, scene, extra, output, expected):
+    """The dry run runs the run's preflight: the same one error line, exit 1, nothing written."""
+    args = ["segment", str(scene), "-t", "x", "-o", str(tmp_path / output), "--model", "tiny"]
+    dry = _one_error_line(runner.invoke(app, [*args, *extra, "--dry-run"]))
+    real = _one_error_line(runner.invoke(app, [*args, *extra]))
+    assert expected in dry and dry == real
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+def test_dry_run_and_run_print_one_json_object_of_the_same_shape(tmp_path, scene):
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_text("not a raster\n")
+    args = ["segment", str(scene), str(corrupt), "-t", "x", "-o", str(tmp_path / "out")]
+    args += ["--model", "tiny", "--tile", "256", "--json"]
+    dry = runner.invoke(app, [*args, "--dry-run"])
+    real = runner.invoke(app, args)
+    assert dry.exit_code == real.exit_code == 1  # one scene cannot run: both say so
+    planned, ran = json.loads(dry.stdout), json.loads(real.stdout)
+    assert planned.keys() == ran.keys() == {"dry_run", "scenes", "failed"}
+    assert (planned["dry_run"], ran["dry_run"]) == (True, False)
+    assert planned["failed"] == ran["failed"] and len(planned["failed"]) == 1
+    assert [s["output"] for s in planned["scenes"]] == [s["output"] for s in ran["scenes"]]
 
 
 def test_several_scenes_continue_past_a_corrupt_one(tmp_path, scene):
