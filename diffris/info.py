@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
+from pathlib import Path
 from typing import Any
 
 from diffris import __version__
@@ -20,17 +22,32 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def _devices() -> list[dict[str, Any]]:
+def _nvidia_gpus() -> list[dict[str, Any]]:
+    # What the NVIDIA driver lists (Linux), read without CUDA: importing torch costs seconds.
+    gpus = []
+    root = Path("/proc/driver/nvidia/gpus")
+    for index, folder in enumerate(sorted(root.glob("*")) if root.is_dir() else []):
+        fields = {}
+        with contextlib.suppress(OSError):
+            for line in (folder / "information").read_text().splitlines():
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+        gpus.append({"device": f"gpu:{index}", "name": fields.get("Model", "NVIDIA GPU")})
+    return gpus
+
+
+def _cpu() -> dict[str, Any]:
+    return {
+        "device": "cpu",
+        "name": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+    }
+
+
+def _torch_devices() -> list[dict[str, Any]]:
     import torch
 
-    devices: list[dict[str, Any]] = [
-        {
-            "device": "cpu",
-            "name": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
-            "cores": os.cpu_count(),
-        }
-    ]
+    devices: list[dict[str, Any]] = [{**_cpu(), "threads": torch.get_num_threads()}]
     if torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(index)
@@ -47,7 +64,7 @@ def _devices() -> list[dict[str, Any]]:
     return devices
 
 
-def collect_info(pretrained: str | None = None) -> dict[str, Any]:
+def collect_info(pretrained: str | None = None, *, torch_devices: bool = False) -> dict[str, Any]:
     """Everything ``diffris info`` reports, as plain JSON-able values.
 
     A weights folder is "found" only if the loader would accept it: every sub-folder, each
@@ -55,6 +72,8 @@ def collect_info(pretrained: str | None = None) -> dict[str, Any]:
 
     Args:
         pretrained: a Stable Diffusion folder to check first, as ``--pretrained`` would give.
+        torch_devices: ask torch which devices it can use (CUDA, MPS, bf16): seconds of
+            import; otherwise the CPU and the GPUs the NVIDIA driver lists.
     """
     import rasterio
 
@@ -76,7 +95,8 @@ def collect_info(pretrained: str | None = None) -> dict[str, Any]:
         )
     return {
         "versions": versions,
-        "devices": _devices(),
+        "devices": _torch_devices() if torch_devices else [_cpu(), *_nvidia_gpus()],
+        "devices_from": "torch" if torch_devices else "driver",
         "stable_diffusion": weights,
         "home": str(diffris_home()),
         "checkpoint_cache": str(checkpoint_cache()),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
+import typer
 from rich.table import Table
 from rich.text import Text
 
@@ -15,12 +17,25 @@ from diffris_cli.options import JsonOption, PretrainedOption
 
 
 @user_errors
-def info(pretrained: PretrainedOption = None, as_json: JsonOption = False) -> None:
+def info(
+    pretrained: PretrainedOption = None,
+    torch_devices: Annotated[
+        bool,
+        typer.Option(
+            "--devices",
+            help="Ask torch which devices it can use (CUDA, MPS, bf16); takes a few seconds.",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
     """Show versions, devices, where Stable Diffusion weights are looked for, and the cache.
 
-    Example: diffris info --pretrained /models/stable-diffusion-v1-5
+    Without --devices, the GPUs are the ones the NVIDIA driver lists, found without loading
+    torch, so info answers at once.
+
+    Example: diffris info --devices --pretrained /models/stable-diffusion-v1-5
     """
-    report = collect_info(str(pretrained) if pretrained else None)
+    report = collect_info(str(pretrained) if pretrained else None, torch_devices=torch_devices)
     if as_json:
         out_console.print_json(json.dumps(report))
         return
@@ -39,6 +54,8 @@ def info(pretrained: PretrainedOption = None, as_json: JsonOption = False) -> No
     for lookup in report["stable_diffusion"]:
         colour = "green" if lookup["found"] else "yellow"
         weights.add_row(lookup["path"], Text(lookup["status"], style=colour))
+    if report["devices_from"] == "driver":
+        devices.caption = "GPUs as the NVIDIA driver lists them; --devices asks torch"
     out_console.print(versions, devices, weights)
     out_console.print(f"diffris home: {report['home']}")
     out_console.print(f"checkpoint cache: {report['checkpoint_cache']}")

@@ -65,3 +65,13 @@ def test_a_preflight_error_answers_before_the_model_stack_loads(tmp_path, extra,
     code, modules, output = _run(["segment", "--text", "x", "--model", "tiny", *extra], tmp_path)
     assert code == 1 and expected in output, output
     assert not modules & {*MODEL_STACK, *ARCHIVE_STACK}, sorted(modules)
+
+
+def test_info_answers_without_torch_and_asks_it_only_with_devices(tmp_path):
+    code, modules, output = _run(["info", "--json"], tmp_path)
+    assert code in (0, None), output
+    assert not modules & {*MODEL_STACK, *ARCHIVE_STACK}, sorted(modules)
+    assert '"devices_from": "driver"' in output
+    code, modules, output = _run(["info", "--devices", "--json"], tmp_path)
+    assert code in (0, None) and "torch" in modules, output
+    assert '"devices_from": "torch"' in output and '"threads"' in output
