@@ -14,7 +14,8 @@ from diffris.errors import DiffrisError, InputError
 from diffris.geo.grid import Grid
 from diffris.geo.sinks.publish import check_output
 from diffris.geo.sinks.spec import OutputFormat
-from diffris.inference.predictor import TilePredictor
+from diffris.inference.demo_grade import warn_if_demo_on_real_scenes
+from diffris.inference.predictor import ModelPredictor, TilePredictor
 from diffris.inference.segment import (
     ProgressFn,
     SegmentOptions,
@@ -179,6 +180,9 @@ def segment_scenes(
     """
     summary = RunSummary(failures=list(failures))
     failed = {failure.scene for failure in failures}
+    if isinstance(predictor, ModelPredictor):
+        runnable = [scene for scene in scenes if str(scene) not in failed]
+        warn_if_demo_on_real_scenes(predictor.model.config.backbone, runnable)
     for index, (scene, output) in enumerate(zip(scenes, outputs, strict=True)):
         if str(scene) in failed:
             continue
