@@ -16,6 +16,7 @@ from diffris.geo.grid import Grid
 from diffris.geo.sinks.publish import check_output
 from diffris.geo.sinks.spec import OutputFormat
 from diffris.geo.sinks.zarr import is_zarr_store
+from diffris.inference.demo_grade import warn_if_demo_on_real_scenes
 from diffris.inference.segment import (
     ProgressFn,
     SegmentOptions,
@@ -261,6 +262,11 @@ def segment_scenes(
     """
     summary = RunSummary(failures=list(failures))
     failed = {failure.scene for failure in failures}
+    from diffris.inference.predictor import ModelPredictor  # torch: a model is running anyway
+
+    if isinstance(predictor, ModelPredictor):
+        runnable = [scene for scene in scenes if str(scene) not in failed]
+        warn_if_demo_on_real_scenes(predictor.model.config.backbone, runnable)
     for index, (scene, output) in enumerate(zip(scenes, outputs, strict=True)):
         if str(scene) in failed:
             continue

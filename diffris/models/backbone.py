@@ -269,12 +269,15 @@ def load_sd_components(source: str | Path, *, download: bool = False) -> SDCompo
             )
         variants = {sub: _safetensors_variant(folder, sub) for sub in _WEIGHT_STEMS}
     common: dict[str, Any] = {"local_files_only": not download, "use_safetensors": True}
+    # Plain loading: the low-memory path needs accelerate and, without it, diffusers warns on
+    # every load before falling back to this very path.
+    plain: dict[str, Any] = {**common, "torch_dtype": torch.float32, "low_cpu_mem_usage": False}
     try:
         unet = UNet2DConditionModel.from_pretrained(
-            source, subfolder="unet", variant=variants["unet"], torch_dtype=torch.float32, **common
+            source, subfolder="unet", variant=variants["unet"], **plain
         )
         vae = AutoencoderKL.from_pretrained(
-            source, subfolder="vae", variant=variants["vae"], torch_dtype=torch.float32, **common
+            source, subfolder="vae", variant=variants["vae"], **plain
         )
         text_model = CLIPTextModel.from_pretrained(
             source,
@@ -292,7 +295,27 @@ def load_sd_components(source: str | Path, *, download: bool = False) -> SDCompo
             f"could not load Stable Diffusion from {source}: {reason}; check that the folder is a "
             "complete diffusers-layout copy with safetensors weights"
         ) from err
+    for model in (vae, unet, text_model):
+        _into_torch_memory(model)
     return SDComponents(vae=vae, unet=unet, text_model=text_model, tokenizer=tokenizer)
+
+
+@torch.no_grad()
+def _into_torch_memory(module: nn.Module) -> None:
+    """Copy every parameter and buffer of ``module`` into memory PyTorch allocates itself.
+
+    ``from_pretrained`` leaves the tensors aliasing the memory-mapped safetensors file, at the
+    file's 4- or 8-byte aligned offsets, where PyTorch's own tensors are 64-byte aligned. MKL's
+    kernels for CPUs it runs without AVX2 (AMD processors, older Intel ones) round a product of
+    misaligned weights differently: a tiny backbone loaded from its saved folder differed by
+    2.4e-7 from the preset it was saved from. Owned memory makes both run the same kernels, and
+    detaches the model from the file.
+    """
+    for param in module.parameters():
+        param.data = param.data.clone()
+    for name, buffer in list(module.named_buffers()):
+        owner_name, _, leaf = name.rpartition(".")
+        setattr(module.get_submodule(owner_name), leaf, buffer.clone())
 
 
 def _safetensors_variant(folder: Path, sub: str) -> str | None:

@@ -37,6 +37,9 @@ from diffris.errors import InputError, OutputExistsError
 
 logger = logging.getLogger(__name__)
 
+#: The ``generator`` tag of every scene written here; tells a synthetic scene from a real one.
+SYNTHETIC_GENERATOR = "diffris synthetic scene"
+
 #: Largest planning cell and rendering window, in px (a scene side is cut into cells of about
 #: this size; see :func:`cell_edges`).
 CELL = REFERENCE_SIZE
@@ -315,7 +318,7 @@ def write_scene(
         partial, "w", count=3, dtype=dtype.value, nodata=0, photometric="RGB", **common
     ) as dst:
         dst.descriptions = ("red", "green", "blue")
-        dst.update_tags(generator="diffris synthetic scene", seed=str(seed))
+        dst.update_tags(generator=SYNTHETIC_GENERATOR, seed=str(seed))
         sinks = [rasterio.open(p, "w", count=1, dtype="uint8", **common) for p in partial_masks]
         try:
             for sink, (text, _), prompt_id in zip(sinks, chosen, ids, strict=False):
