@@ -34,7 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from diffris.errors import InputError, InputNotFoundError
-from diffris.geo.names import absolute_name, is_remote, local_path, name_stem, parse_subdataset
+from diffris.geo.names import (
+    absolute_name,
+    is_product,
+    is_remote,
+    local_path,
+    name_stem,
+    parse_subdataset,
+    product_metadata,
+)
 
 __all__ = [
     "LIST_EXTENSIONS",
@@ -53,8 +61,6 @@ RASTER_EXTENSIONS = frozenset(
 #: Extensions of scene-list files.
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-#: A folder with this suffix is one Sentinel-2 product (case-insensitive).
-PRODUCT_SUFFIX = ".safe"
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _HASH_CHUNK = 1 << 20
@@ -168,7 +174,7 @@ def discover_scenes(source: str | Path, *, exclude: list[Path] | None = None) ->
         scenes = [_url_scene(text)]
     elif parse_subdataset(text) is not None:
         scenes = [_subdataset_scene(absolute_name(text), None)]
-    elif _is_product(text):
+    elif is_product(text):
         path = os.path.abspath(text)
         scenes = [_product_scene(Path(path), Path(path).parent)]
     elif _GLOB_CHARS.search(text) and not os.path.exists(text):
@@ -211,7 +217,7 @@ def _from_folder(root: Path, excluded: list[Path]) -> list[SceneInput]:
         dirs[:] = sorted(
             d for d in dirs if not d.startswith(".") and not _inside(here / d, excluded)
         )
-        products = [d for d in dirs if _is_product(here / d)]
+        products = [d for d in dirs if is_product(here / d)]
         scenes += [_product_scene(here / d, root) for d in products]
         dirs[:] = [d for d in dirs if d not in products]
         for name in files:
@@ -231,7 +237,7 @@ def _from_glob(pattern: str, excluded: list[Path]) -> list[SceneInput]:
         path = Path(os.path.abspath(match))
         if _inside(path, excluded):
             continue
-        if _is_product(path):
+        if is_product(path):
             scenes.append(_product_scene(path, base))
         elif path.is_file():
             scenes.append(SceneInput(str(path), _relative_name(path, base)))
@@ -260,7 +266,7 @@ def _from_list(listing: Path) -> list[SceneInput]:
             scenes.append(_url_scene(name))
         elif parse_subdataset(name) is not None:
             scenes.append(_subdataset_scene(name, base))
-        elif _is_product(name):
+        elif is_product(name):
             scenes.append(_product_scene(Path(name), base))
         else:
             scenes.append(SceneInput(name, _relative_name(Path(name), base)))
@@ -286,15 +292,9 @@ def _subdataset_scene(name: str, base: Path | None) -> SceneInput:
     return SceneInput(name, _with_stem(folder, name, file.suffix))
 
 
-def _is_product(path: str | Path) -> bool:
-    return str(path).rstrip("/").lower().endswith(PRODUCT_SUFFIX) and os.path.isdir(path)
-
-
 def _product_scene(product: Path, base: Path | None) -> SceneInput:
-    """A Sentinel-2 ``.SAFE`` folder: GDAL opens its ``MTD_*.xml`` (the folder if it has none)."""
-    metadata = sorted(product.glob("MTD_*.xml")) or sorted(product.glob("*MTD*.xml"))
-    source = str(metadata[0]) if metadata else str(product)
-    return SceneInput(source, _relative_name(product, base))
+    """A Sentinel-2 ``.SAFE`` folder: GDAL opens its ``MTD_*.xml``; the folder names the output."""
+    return SceneInput(product_metadata(product), _relative_name(product, base))
 
 
 def _with_stem(folder: PurePosixPath, name: str, suffix: str) -> str:

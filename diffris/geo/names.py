@@ -133,6 +133,19 @@ def name_stem(name: str) -> str:
     return "_".join(part for part in safe if part) or "scene"
 
 
+def is_product(path: str | os.PathLike[str]) -> bool:
+    """True for a Sentinel-2 product folder (``X.SAFE``), which is one scene."""
+    return os.fspath(path).rstrip("/").upper().endswith(".SAFE") and os.path.isdir(path)
+
+
+def product_metadata(product: str | os.PathLike[str]) -> str:
+    """What GDAL opens for a ``.SAFE`` folder: its ``MTD_*.xml`` (the folder if it has none)."""
+    folder = os.fspath(product)
+    names = sorted(n for n in os.listdir(folder) if n.startswith("MTD_") and n.endswith(".xml"))
+    names = names or sorted(n for n in os.listdir(folder) if "MTD" in n and n.endswith(".xml"))
+    return os.path.join(folder, names[0]) if names else folder
+
+
 def _path_stem(path: str) -> str:
     if is_remote(path):
         path = re.split(r"[?#]", _URL.sub("", path.split("://", 1)[-1]), maxsplit=1)[0]

@@ -45,7 +45,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from diffris.errors import InputError, InputNotFoundError, NotARasterError
-from diffris.geo.names import local_path
+from diffris.geo.names import is_product, local_path, product_metadata
 
 __all__ = ["STATS_SIZE", "Scene", "SceneSpec", "Stretch", "StretchMethod"]
 
@@ -305,14 +305,17 @@ def _open_dataset(path: str) -> Any:
     """rasterio.open with diffris' errors; silences rasterio's not-georeferenced warning.
 
     A local file (or a subdataset's local file) that is missing is reported as such; any other
-    name is handed to GDAL as given, and its refusal quoted. A container with no bands of its
-    own (a Sentinel-2 ``MTD_MSIL2A.xml``, a GeoPackage of several tables) opens its one
-    subdataset, Sentinel-2's 10 m one, or is refused with the list of its subdatasets.
+    name is handed to GDAL as given, and its refusal quoted. A Sentinel-2 ``X.SAFE`` folder
+    opens by its ``MTD_*.xml``. A container with no bands of its own (a Sentinel-2
+    ``MTD_MSIL2A.xml``, a GeoPackage of several tables) opens its one subdataset, Sentinel-2's
+    10 m one, or is refused with the list of its subdatasets.
     """
     local = local_path(path)
     if local is not None and not Path(local).exists():
         inside = "" if local == path else f" (the file of {path})"
         raise InputNotFoundError(f"{local}{inside} does not exist; check the path")
+    if local == path and is_product(path):
+        path = product_metadata(path)  # a Sentinel-2 X.SAFE folder opens by its MTD_*.xml
     dataset = _rasterio_open(path)
     if dataset.count or not dataset.subdatasets:
         return dataset

@@ -5,7 +5,7 @@ import pytest
 import rasterio
 from affine import Affine
 
-from diffris.errors import InputError
+from diffris.errors import InputError, NotARasterError
 from diffris.geo.names import absolute_name, is_remote, local_path, name_stem
 from diffris.geo.scene import Scene, _choose_subdataset
 
@@ -61,3 +61,13 @@ def test_a_sentinel2_product_reads_its_10m_subdataset():
     assert _choose_subdataset("MTD_MSIL2A.xml", "SENTINEL2", listed) == listed[0]
     with pytest.raises(InputError, match="holds 4 subdatasets"):
         _choose_subdataset("x.nc", "netCDF", listed)
+
+
+def test_a_safe_folder_is_opened_by_its_metadata_file(tmp_path):
+    product = tmp_path / "S2B_MSIL2A_X.SAFE"
+    (product / "GRANULE").mkdir(parents=True)
+    (product / "MTD_MSIL2A.xml").write_text("<?xml version='1.0'?><Level-2A_User_Product/>")
+    with pytest.raises(NotARasterError) as error:
+        Scene.open(product)  # no real product can be built here: GDAL's refusal, in one line
+    assert str(error.value).startswith(f"{product}/MTD_MSIL2A.xml is not a raster GDAL can read")
+    assert "\n" not in str(error.value)
