@@ -14,9 +14,10 @@ subfolders never collide.
 - **glob**: ``glob.glob(pattern, recursive=True)``, so ``/data/**/*.tif`` descends; names are
   relative to the pattern's fixed leading folder.
 - **scene list** (``.txt``/``.lst``/``.list``): one name GDAL opens per line (a path, a URL, a
-  subdataset name such as ``GTIFF_DIR:2:a.tif``); ``#`` comments and blank lines are skipped;
-  relative paths (also inside subdataset names) are relative to the list's folder. Listed files that do not
-  exist are kept: they fail as scenes (recorded in the ledger) instead of stopping the run.
+  subdataset name such as ``GTIFF_DIR:2:a.tif``, a ``.SAFE`` folder); ``#`` comments and blank
+  lines are skipped; relative paths (also inside subdataset names) are relative to the list's
+  folder. Listed files that do not exist are kept: they fail as scenes (recorded in the ledger)
+  instead of stopping the run.
 - **one raster**: a single file with a raster extension.
 
 GDAL URLs (``/vsicurl/...``, ``/vsis3/...``, ``https://...``, ``s3://...``) are kept exactly as
@@ -154,10 +155,11 @@ def identify(
 
 
 def discover_scenes(source: str | Path, *, exclude: list[Path] | None = None) -> list[SceneInput]:
-    """List the scenes a source names (see the module docstring for the four kinds).
+    """List the scenes a source names (see the module docstring for the kinds).
 
     Args:
-        source: a folder, a glob pattern, a scene-list file, one raster, or one URL.
+        source: a folder, a glob pattern, a scene-list file, one raster, or one name GDAL
+            opens (a URL, a subdataset name, a .SAFE product).
         exclude: folders whose contents are never scenes (pass the output folder).
 
     Returns:
