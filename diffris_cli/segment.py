@@ -62,7 +62,12 @@ def gather_prompts(texts: list[str] | None, prompt_file: Path | None) -> list[Pr
 @user_errors
 def segment(
     scenes: Annotated[
-        list[Path], typer.Argument(help="Rasters GDAL can read.", show_default=False)
+        list[str],
+        typer.Argument(
+            help="Rasters: any name GDAL opens (a path, /vsicurl/https://..., s3://..., "
+            "GTIFF_DIR:2:a.tif).",
+            show_default=False,
+        ),
     ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Output file, or a folder for several scenes.")

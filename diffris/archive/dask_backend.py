@@ -8,7 +8,9 @@ happens in the task thread, not in a worker plugin, so a slow model load never b
 worker's event loop (and its heartbeats), and a worker restarted after a crash simply loads again
 on its first task.
 
-When a worker dies, the scheduler reruns its task on another worker, up to
+Each future is released as soon as its result has been handed to the runner (recorded in the
+ledger): a result still held when the worker keeping it dies would make the scheduler compute
+that scene again. When a worker dies, the scheduler reruns its running task on another worker, up to
 ``distributed.scheduler.allowed-failures`` times (``allowed_failures`` here for a local cluster);
 past that the scene is reported failed (``KilledWorker``). Exceptions raised by the processor are
 not retried within a run: the ledger's ``--retries`` decides on later runs.
@@ -128,13 +130,16 @@ class DaskBackend:
                 futures[future] = job
                 yield JobStarted(job.key, self.name)
             for future in as_completed(futures):
-                job = futures[future]
+                job = futures.pop(future)
                 try:
                     yield future.result()
                 except WorkerSetupError:
                     raise  # the model cannot load: no scene can run
                 except Exception as err:  # KilledWorker, a lost connection, ...
                     yield JobFinished(job.key, self.name, error=one_line(err))
+                # Recorded: let the scheduler forget it. A held future whose result lived on a
+                # worker that then dies is recomputed, re-publishing a scene already done.
+                future.release()
         finally:
             client.close()
             if cluster is not None:

@@ -8,16 +8,21 @@ subfolders never collide.
 
 - **folder**: every file below it (recursively) with a raster extension; hidden files and folders
   (names starting with ``.``, e.g. partial outputs) and anything inside ``exclude`` (the output
-  folder when it lies inside the input folder) are ignored.
+  folder when it lies inside the input folder) are ignored. A Sentinel-2 product folder
+  (``X.SAFE``) is one scene, not a folder of JP2 files: GDAL is handed its ``MTD_*.xml``, and
+  the scene reader takes its 10 m subdataset (B4, B3, B2, B8).
 - **glob**: ``glob.glob(pattern, recursive=True)``, so ``/data/**/*.tif`` descends; names are
   relative to the pattern's fixed leading folder.
-- **scene list** (``.txt``/``.lst``/``.list``): one path or URL per line; ``#`` comments and blank
-  lines are skipped; relative paths are relative to the list's folder. Listed files that do not
-  exist are kept: they fail as scenes (recorded in the ledger) instead of stopping the run.
+- **scene list** (``.txt``/``.lst``/``.list``): one name GDAL opens per line (a path, a URL, a
+  subdataset name such as ``GTIFF_DIR:2:a.tif``, a ``.SAFE`` folder); ``#`` comments and blank
+  lines are skipped; relative paths (also inside subdataset names) are relative to the list's
+  folder. Listed files that do not exist are kept: they fail as scenes (recorded in the ledger)
+  instead of stopping the run.
 - **one raster**: a single file with a raster extension.
 
 GDAL URLs (``/vsicurl/...``, ``/vsis3/...``, ``https://...``, ``s3://...``) are kept exactly as
-given; their identity is the URL (they are not stat-ed).
+given; their identity is the URL (they are not stat-ed). Subdataset names keep their syntax, with
+their local file made absolute (see :mod:`diffris.geo.names`); that file is what is stat-ed.
 """
 
 from __future__ import annotations
@@ -25,12 +30,20 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
-import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from diffris.errors import InputError, InputNotFoundError
+from diffris.geo.names import (
+    absolute_name,
+    is_product,
+    is_remote,
+    local_path,
+    name_stem,
+    parse_subdataset,
+    product_metadata,
+)
 
 __all__ = [
     "LIST_EXTENSIONS",
@@ -50,6 +63,7 @@ RASTER_EXTENSIONS = frozenset(
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _GLOB_CHARS = re.compile(r"[*?\[]")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _HASH_CHUNK = 1 << 20
 
 
@@ -58,7 +72,8 @@ class SceneInput:
     """One scene to process.
 
     Attributes:
-        source: what GDAL opens: an absolute local path, or a URL exactly as given.
+        source: what GDAL opens: an absolute local path, a URL exactly as given, or a
+            subdataset name whose local file is absolute.
         name: relative POSIX path naming the output (e.g. ``2024/06/a.tif``), unique in a run.
     """
 
@@ -69,6 +84,11 @@ class SceneInput:
     def remote(self) -> bool:
         """True for GDAL URLs (identity is the URL; never stat-ed or hashed)."""
         return is_remote(self.source)
+
+    @property
+    def file(self) -> str | None:
+        """The local file to stat (a subdataset's file); None for URLs."""
+        return local_path(self.source)
 
 
 @dataclass(frozen=True)
@@ -99,11 +119,6 @@ class InputIdentity:
         return f"size={self.size};mtime_ns={self.mtime_ns}"
 
 
-def is_remote(source: str) -> bool:
-    """True for GDAL virtual-filesystem paths and URLs (``/vsicurl/``, ``https://``, ``s3://``)."""
-    return source.startswith("/vsi") or bool(_URL.match(source))
-
-
 def identify(
     scene: SceneInput, *, hash_content: bool = False, known: InputIdentity | None = None
 ) -> InputIdentity:
@@ -118,10 +133,10 @@ def identify(
     Returns:
         The identity; all None for URLs and files that do not exist (those fail when processed).
     """
-    if scene.remote:
+    if scene.file is None:
         return InputIdentity()
     try:
-        stat = os.stat(scene.source)
+        stat = os.stat(scene.file)
     except OSError:
         return InputIdentity()
     size, mtime = stat.st_size, stat.st_mtime_ns
@@ -131,7 +146,7 @@ def identify(
         return InputIdentity(size, mtime, known.sha256)
     digest = hashlib.sha256()
     try:
-        with open(scene.source, "rb") as handle:
+        with open(scene.file, "rb") as handle:
             while chunk := handle.read(_HASH_CHUNK):
                 digest.update(chunk)
     except OSError:
@@ -140,10 +155,11 @@ def identify(
 
 
 def discover_scenes(source: str | Path, *, exclude: list[Path] | None = None) -> list[SceneInput]:
-    """List the scenes a source names (see the module docstring for the four kinds).
+    """List the scenes a source names (see the module docstring for the kinds).
 
     Args:
-        source: a folder, a glob pattern, a scene-list file, one raster, or one URL.
+        source: a folder, a glob pattern, a scene-list file, one raster, or one name GDAL
+            opens (a URL, a subdataset name, a .SAFE product).
         exclude: folders whose contents are never scenes (pass the output folder).
 
     Returns:
@@ -158,6 +174,11 @@ def discover_scenes(source: str | Path, *, exclude: list[Path] | None = None) ->
     kind = "source"
     if is_remote(text):
         scenes = [_url_scene(text)]
+    elif parse_subdataset(text) is not None:
+        scenes = [_subdataset_scene(absolute_name(text), None)]
+    elif is_product(text):
+        path = os.path.abspath(text)
+        scenes = [_product_scene(Path(path), Path(path).parent)]
     elif _GLOB_CHARS.search(text) and not os.path.exists(text):
         scenes = _from_glob(text, excluded)
         kind = "glob"
@@ -198,6 +219,9 @@ def _from_folder(root: Path, excluded: list[Path]) -> list[SceneInput]:
         dirs[:] = sorted(
             d for d in dirs if not d.startswith(".") and not _inside(here / d, excluded)
         )
+        products = [d for d in dirs if is_product(here / d)]
+        scenes += [_product_scene(here / d, root) for d in products]
+        dirs[:] = [d for d in dirs if d not in products]
         for name in files:
             if name.startswith(".") or Path(name).suffix.lower() not in RASTER_EXTENSIONS:
                 continue
@@ -213,7 +237,11 @@ def _from_glob(pattern: str, excluded: list[Path]) -> list[SceneInput]:
     scenes = []
     for match in glob.glob(pattern, recursive=True):
         path = Path(os.path.abspath(match))
-        if path.is_file() and not _inside(path, excluded):
+        if _inside(path, excluded):
+            continue
+        if is_product(path):
+            scenes.append(_product_scene(path, base))
+        elif path.is_file():
             scenes.append(SceneInput(str(path), _relative_name(path, base)))
     return scenes
 
@@ -229,22 +257,51 @@ def _from_list(listing: Path) -> list[SceneInput]:
         entry = line.strip()
         if entry and not entry.startswith("#"):
             entries.append(entry)
-    local = [str(folder / entry) for entry in entries if not is_remote(entry)]
-    local = [os.path.abspath(path) for path in local]
-    base = Path(os.path.commonpath([os.path.dirname(path) for path in local])) if local else None
-    scenes = [SceneInput(path, _relative_name(Path(path), base)) for path in local]
-    scenes += [_url_scene(entry) for entry in entries if is_remote(entry)]
+    # Names are resolved against the list's folder, not the cwd; URLs are kept as given.
+    resolved = [absolute_name(entry, folder) for entry in entries]
+    local = [name for name in resolved if not is_remote(name)]
+    files = [local_path(name) or name for name in local]
+    base = Path(os.path.commonpath([os.path.dirname(path) for path in files])) if files else None
+    scenes = []
+    for name in resolved:
+        if is_remote(name):
+            scenes.append(_url_scene(name))
+        elif parse_subdataset(name) is not None:
+            scenes.append(_subdataset_scene(name, base))
+        elif is_product(name):
+            scenes.append(_product_scene(Path(name), base))
+        else:
+            scenes.append(SceneInput(name, _relative_name(Path(name), base)))
     return scenes
 
 
 def _url_scene(url: str) -> SceneInput:
     # /vsicurl/https://host/a/b.tif -> host/a/b.tif: the URL's host and path name the output.
-    path = url
+    sub = parse_subdataset(url)
+    path = sub.path if sub is not None else url
     while path.startswith("/vsi"):
         path = path.split("/", 2)[2] if path.count("/") >= 2 else path
     path = _URL.sub("", path).split("?", 1)[0]
-    name = posixpath.normpath(path.lstrip("/")) or "scene"
-    return SceneInput(url, name)
+    # Host and folders become output folders; "host:8000" must not put a colon in a path.
+    folders = [_UNSAFE.sub("_", part) for part in PurePosixPath(path.lstrip("/")).parent.parts]
+    return SceneInput(url, _with_stem(PurePosixPath(*folders), url, PurePosixPath(path).suffix))
+
+
+def _subdataset_scene(name: str, base: Path | None) -> SceneInput:
+    # GTIFF_DIR:2:/data/x/a.tif -> x/a_2.tif: the file's place and the subdataset's parameters.
+    file = Path(local_path(name) or name)
+    folder = PurePosixPath(_relative_name(file, base)).parent
+    return SceneInput(name, _with_stem(folder, name, file.suffix))
+
+
+def _product_scene(product: Path, base: Path | None) -> SceneInput:
+    """A Sentinel-2 ``.SAFE`` folder: GDAL opens its ``MTD_*.xml``; the folder names the output."""
+    return SceneInput(product_metadata(product), _relative_name(product, base))
+
+
+def _with_stem(folder: PurePosixPath, name: str, suffix: str) -> str:
+    # Keep the extension so that output naming (which drops it) sees the stem whole.
+    return (folder / f"{name_stem(name)}{suffix}").as_posix()
 
 
 def _relative_name(path: Path, base: Path | None) -> str:
@@ -263,7 +320,8 @@ def _deduplicate(scenes: list[SceneInput]) -> list[SceneInput]:
     seen: set[str] = set()
     unique = []
     for scene in sorted(scenes):
-        key = scene.source if scene.remote else os.path.realpath(scene.source)
+        file = scene.file
+        key = scene.source if file is None else scene.source.replace(file, os.path.realpath(file))
         if key not in seen:
             seen.add(key)
             unique.append(scene)

@@ -170,7 +170,7 @@ def make_jobs(
     jobs = []
     for scene, name in zip(scenes, names, strict=True):
         output = out_dir / name
-        if not scene.remote and os.path.realpath(output) == os.path.realpath(scene.source):
+        if scene.file is not None and os.path.realpath(output) == os.path.realpath(scene.file):
             raise InputError(
                 f"the output for {scene.source} would overwrite it; choose an output folder "
                 "other than the input folder"

@@ -9,6 +9,7 @@ rename), replacing an older output, and tagged with the job's digest.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,9 @@ def segment_options(options: Mapping[str, Any]) -> SegmentOptions:
 class SegmentProcessor:
     """Segments a scene with a DiffRIS model loaded once per worker process.
 
+    Folders (``model``, ``pretrained``) are made absolute when the processor is built, where
+    they were typed: workers may run in another folder or on another machine.
+
     Args:
         model: preset name (``tiny``, ``sd15``) or trained-model folder.
         prompts: the prompt set (encoded once per worker).
@@ -53,6 +57,13 @@ class SegmentProcessor:
     pretrained: str | None = None
     micro_batch: int | None = None
     _predictor: TilePredictor | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        from diffris.inference.loading import model_spec
+
+        self.model = model_spec(self.model)
+        if self.pretrained is not None:
+            self.pretrained = os.path.abspath(os.path.expanduser(self.pretrained))
 
     def job_options(self, options: SegmentOptions) -> dict[str, Any]:
         """The options to give :func:`~diffris.archive.jobs.make_jobs`: ``options`` + precision."""

@@ -31,7 +31,6 @@ import enum
 import logging
 import math
 import os
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from diffris.errors import InputError, InputNotFoundError, NotARasterError
+from diffris.geo.names import is_product, local_path, product_metadata
 
 __all__ = ["STATS_SIZE", "Scene", "SceneSpec", "Stretch", "StretchMethod", "gcp_georeferencing"]
 
@@ -53,8 +53,6 @@ logger = logging.getLogger(__name__)
 
 #: Long side in pixels of the decimated read used for the stretch statistics.
 STATS_SIZE = 1024
-
-_REMOTE = re.compile(r"^(/vsi\w+/|[a-zA-Z][a-zA-Z0-9+.-]*://)")
 
 
 class StretchMethod(enum.Enum):
@@ -332,9 +330,32 @@ class Scene:
 
 
 def _open_dataset(path: str) -> Any:
-    """rasterio.open with diffris' errors; silences rasterio's not-georeferenced warning."""
-    if not _REMOTE.match(path) and not Path(path).exists():
-        raise InputNotFoundError(f"{path} does not exist; check the path")
+    """rasterio.open with diffris' errors; silences rasterio's not-georeferenced warning.
+
+    A local file (or a subdataset's local file) that is missing is reported as such; any other
+    name is handed to GDAL as given, and its refusal quoted. A Sentinel-2 ``X.SAFE`` folder
+    opens by its ``MTD_*.xml``. A container with no bands of its own (a Sentinel-2
+    ``MTD_MSIL2A.xml``, a GeoPackage of several tables) opens its one subdataset, Sentinel-2's
+    10 m one, or is refused with the list of its subdatasets.
+    """
+    local = local_path(path)
+    if local is not None and not Path(local).exists():
+        inside = "" if local == path else f" (the file of {path})"
+        raise InputNotFoundError(f"{local}{inside} does not exist; check the path")
+    if local == path and is_product(path):
+        path = product_metadata(path)  # a Sentinel-2 X.SAFE folder opens by its MTD_*.xml
+    dataset = _rasterio_open(path)
+    if dataset.count or not dataset.subdatasets:
+        return dataset
+    try:
+        chosen = _choose_subdataset(path, dataset.driver, list(dataset.subdatasets))
+    finally:
+        dataset.close()
+    logger.info("%s holds subdatasets; reading %s", path, chosen)
+    return _rasterio_open(chosen)
+
+
+def _rasterio_open(path: str) -> Any:
     try:
         with warnings.catch_warnings():
             # Missing georeferencing is reported once, as a log line, by Scene.open.
@@ -342,9 +363,30 @@ def _open_dataset(path: str) -> Any:
             return rasterio.open(path)
     except RasterioIOError as err:
         reason = " ".join(str(err).split())
+        if local_path(path) is None:
+            raise NotARasterError(
+                f"GDAL cannot open {path}: {reason}; check the URL or name "
+                "(gdalinfo opens the same names)"
+            ) from err
         if "No such file" in reason:
             raise InputNotFoundError(f"{path} does not exist: {reason}") from err
         raise NotARasterError(f"{path} is not a raster GDAL can read: {reason}") from err
+
+
+def _choose_subdataset(path: str, driver: str, subdatasets: list[str]) -> str:
+    """The subdataset to read from a container without bands (see :func:`_open_dataset`)."""
+    if len(subdatasets) == 1:
+        return subdatasets[0]
+    if driver == "SENTINEL2":
+        # B4, B3, B2, B8 at 10 m, with red/green/blue colour interpretation: the RGB bands.
+        ten_m = [name for name in subdatasets if ":10m:" in name]
+        if ten_m:
+            return ten_m[0]
+    listed = ", ".join(subdatasets[:4]) + (", ..." if len(subdatasets) > 4 else "")
+    raise InputError(
+        f"{path} holds {len(subdatasets)} subdatasets and no bands of its own; pass one of "
+        f"them instead, e.g. '{subdatasets[0]}' (it holds: {listed})"
+    )
 
 
 def _choose_bands(dataset: Any, path: str, bands: Sequence[int] | None) -> tuple[int, int, int]:

@@ -38,6 +38,16 @@ def model_identity(name_or_folder: str | os.PathLike[str]) -> str:
     return f"{folder.resolve().name}@{digest.hexdigest()[:12]}"
 
 
+def model_spec(name_or_folder: str | os.PathLike[str]) -> str:
+    """A preset name as it is, a trained-model folder as an absolute path.
+
+    Scenes may run in processes started in another folder (dask workers on other machines), so
+    a folder given relative to the caller's working folder is resolved where it was typed.
+    """
+    name = str(name_or_folder)
+    return name if name in MODEL_REGISTRY else os.path.abspath(os.path.expanduser(name))
+
+
 def load_predictor(
     name_or_folder: str | os.PathLike[str],
     prompts: Sequence[Prompt],

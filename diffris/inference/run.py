@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from diffris.data.prompts import Prompt
 from diffris.errors import DiffrisError, InputError
 from diffris.geo.grid import Grid
+from diffris.geo.names import name_stem
 from diffris.geo.sinks.publish import check_output
 from diffris.geo.sinks.spec import OutputFormat
 from diffris.geo.sinks.zarr import is_zarr_store
@@ -65,7 +66,7 @@ def output_paths(
             "give a folder, e.g. -o masks/"
         )
     extension = _EXTENSIONS[fmt or OutputFormat.GTIFF]
-    paths = [Path(output) / f"{Path(str(scene)).stem}{extension}" for scene in scenes]
+    paths = [Path(output) / f"{name_stem(str(scene))}{extension}" for scene in scenes]
     seen: dict[Path, str] = {}
     for scene, path in zip(scenes, paths, strict=True):
         if path in seen:

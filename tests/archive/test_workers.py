@@ -1,6 +1,11 @@
 """Worker processes and a real dask LocalCluster: the real tiny model, identical outputs, deaths."""
 
 import os
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +22,7 @@ from diffris.inference.loading import model_identity
 from tests.archive.archive_helpers import (
     OPTIONS,
     PROMPTS,
+    FieldProcessor,
     field_processor,
     job_options,
     write_scene,
@@ -150,3 +156,55 @@ def test_one_tall_scene_split_across_two_workers_equals_one_worker(tmp_path, res
     assert whole.exit_code == split.exit_code == EXIT_OK
     one, two = _read(tmp_path / "whole" / "tall.tif"), _read(tmp_path / "split" / "tall.tif")
     assert np.array_equal(one[0], two[0]) and one[2] == two[2]
+
+
+@dataclass
+class CountingProcessor(FieldProcessor):
+    """Appends each scene it processes to ``log``; once, its process dies on its second scene,
+    after the driver has recorded its first one as done."""
+
+    log: str = ""
+
+    def __call__(self, job):  # type: ignore[no-untyped-def]
+        first = getattr(self, "first", None)
+        if first is None:
+            self.first = job
+        elif self.marker and not os.path.exists(self.marker):
+            Path(self.marker).write_text(str(os.getpid()))
+            _wait_until_done(first)
+            os.kill(os.getpid(), signal.SIGKILL)
+        with open(self.log, "a") as handle:
+            handle.write(job.name + "\n")
+        return super().__call__(job)
+
+
+def _wait_until_done(job, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    with Ledger.for_output(Path(job.output).parent, readonly=True) as ledger:
+        while ledger.row(job.key).status != "done":
+            assert time.monotonic() < deadline, "the driver never recorded the first scene"
+            time.sleep(0.05)
+    time.sleep(0.5)  # and the driver's release has reached the scheduler
+
+
+def test_a_dask_worker_death_never_recomputes_scenes_already_recorded(tmp_path):
+    names = [f"s{index}.tif" for index in range(8)]
+    for index, name in enumerate(names):
+        write_scene(tmp_path / "in" / name, seed=index)
+    log, marker = tmp_path / "processed.log", tmp_path / "died"
+    processor = CountingProcessor(
+        model="stand-in", prompts=PROMPTS, delay=0.1, marker=str(marker), log=str(log)
+    )
+    report = archive(
+        tmp_path / "in",
+        out_dir=tmp_path / "out",
+        processor=processor,
+        model="stand-in",
+        model_id="field-v1",
+        prompts=PROMPTS,
+        options=job_options(),
+        backend=DaskBackend("local", n_workers=2),
+    )
+    assert marker.exists()  # a worker died holding the result of its first scene
+    assert report.exit_code == EXIT_OK and report.counts["done"] == len(names)
+    assert Counter(log.read_text().split()) == Counter(names)  # each scene processed once
