@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from diffris.data.prompts import Prompt
 from diffris.devices import Precision, resolve_device
 from diffris.inference.predictor import ModelPredictor
-from diffris.models.build import load_model, resolve_model
+from diffris.models.build import MODEL_REGISTRY, load_model, resolve_model
 
 _HASH_CHUNK = 1 << 20
 

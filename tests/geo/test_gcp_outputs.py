@@ -101,5 +101,5 @@ def test_the_preflight_refuses_a_zarr_output_of_a_gcp_scene(tmp_path: Path) -> N
     """Before the model loads: the same one-line reason as the sink's."""
     scene = write_gcp_scene(tmp_path / "l1.tif")
     with pytest.raises(InputError, match="georeferenced by GCPs only"):
-        preflight([scene], [tmp_path / "m.zarr"], OPTIONS, overwrite=False)
-    assert preflight([scene], [tmp_path / "m.tif"], OPTIONS, overwrite=False) == []
+        preflight([scene], [tmp_path / "m.zarr"], OPTIONS, prompts=PROMPTS, overwrite=False)
+    assert preflight([scene], [tmp_path / "m.tif"], OPTIONS, prompts=PROMPTS, overwrite=False) == []
