@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import enum
 from collections.abc import Iterator
-
-import torch
+from typing import TYPE_CHECKING
 
 from diffris.errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where a device is used: flags parse without it
+    import torch
 
 
 class Precision(enum.Enum):
@@ -20,6 +22,8 @@ class Precision(enum.Enum):
 
     @property
     def dtype(self) -> torch.dtype:
+        import torch
+
         return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.value]
 
 
@@ -29,6 +33,8 @@ def resolve_device(name: str | None = None) -> torch.device:
     Raises:
         InputError: the device does not exist here.
     """
+    import torch
+
     if name in (None, "", "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda", 0)
@@ -57,5 +63,7 @@ def autocast(device: torch.device, precision: Precision) -> Iterator[None]:
     if precision is Precision.FP32:
         yield
         return
+    import torch
+
     with torch.autocast(device_type=device.type, dtype=precision.dtype):
         yield

@@ -207,7 +207,7 @@ def archive(
     from diffris.archive.runner import ArchiveProgress
     from diffris.archive.runner import archive as run_archive
     from diffris.devices import Precision
-    from diffris.inference.loading import model_identity
+    from diffris.models.names import model_identity
     from diffris_cli.progress import progress_bars
 
     processor = SegmentProcessor(

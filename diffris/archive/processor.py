@@ -59,7 +59,7 @@ class SegmentProcessor:
     _predictor: TilePredictor | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        from diffris.inference.loading import model_spec
+        from diffris.models.names import model_spec
 
         self.model = model_spec(self.model)
         if self.pretrained is not None:

@@ -305,7 +305,7 @@ def evaluate(
         )
         settings["predictions"] = str(predictions)
     else:
-        from diffris.inference.loading import model_identity
+        from diffris.models.names import model_identity
 
         accumulator, prediction_of, device = _score_model_on(
             data, indices, str(model), pretrained, options, selector, progress

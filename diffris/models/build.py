@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from diffris.devices import resolve_device
-from diffris.errors import InputError, InputNotFoundError, WeightsNotFoundError
+from diffris.errors import InputError, WeightsNotFoundError
 from diffris.models.backbone import (
     FrozenBackbone,
     SDComponents,
@@ -32,6 +32,7 @@ from diffris.models.backbone import (
 )
 from diffris.models.cp_adapter import CPAdapter, CPAdapterConfig
 from diffris.models.diffris import BackboneIdentity, DiffRIS, DiffRISConfig
+from diffris.models.names import resolve_model
 from diffris.models.pcmrd import PCMRD, PCMRDConfig
 from diffris.models.text_encoder import FrozenTextEncoder, load_bundled_tokenizer
 from diffris.paths import (
@@ -509,48 +510,3 @@ def load_model(
     else:
         model = load_trained(source, pretrained=pretrained)
     return model.to(target).eval()
-
-
-def resolve_model(name_or_folder: str | os.PathLike[str]) -> str | Path:
-    """What ``--model`` names: a preset (returned as its name) or a trained-model folder.
-
-    A preset name wins (write ``./tiny`` for a folder called tiny). Anything that looks like a
-    path (it contains a path separator, starts with ``.`` or ``~``, or exists) is a folder and
-    must hold a trained model's ``config.json``; any other word is an unknown preset. Only looks
-    at the file system, so a run can check ``--model`` before it starts.
-
-    Raises:
-        InputError: an unknown preset name, or a file given instead of a folder.
-        InputNotFoundError: the folder does not exist.
-        WeightsNotFoundError: the folder holds no trained model (no ``config.json``).
-    """
-    from diffris.models.checkpoint import CONFIG_NAME
-
-    name = str(name_or_folder)
-    if name in MODEL_REGISTRY:
-        return name
-    folder = Path(name).expanduser()
-    separators = {os.sep, os.altsep or os.sep, "/"}
-    if not (
-        any(sep in name for sep in separators) or name.startswith((".", "~")) or folder.exists()
-    ):
-        raise InputError(
-            f"unknown model {name!r}; choose one of: {', '.join(MODEL_REGISTRY)}, "
-            "or a trained-model folder"
-        )
-    if not folder.exists():
-        raise InputNotFoundError(
-            f"model folder {folder} does not exist; give a trained-model folder (written by "
-            f"diffris train) or a preset: {', '.join(MODEL_REGISTRY)}"
-        )
-    if not folder.is_dir():
-        raise InputError(
-            f"model {folder} is a file, not a trained-model folder; give the folder that holds "
-            f"{CONFIG_NAME} and model.safetensors"
-        )
-    if not (folder / CONFIG_NAME).is_file():
-        raise WeightsNotFoundError(
-            f"{folder} is not a trained-model folder (no {CONFIG_NAME}); give a folder written "
-            "by diffris train, e.g. runs/NAME/best"
-        )
-    return folder

@@ -35,12 +35,11 @@ from diffris.errors import (
     WeightsNotFoundError,
 )
 from diffris.models.diffris import DiffRIS, DiffRISConfig
+from diffris.models.names import CONFIG_NAME, WEIGHTS_NAME
 from diffris.tensor_files import save_tensors
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 METADATA_NAME = "metadata.json"
 ARCHITECTURE = "diffris"
 FORMAT_VERSION = 1

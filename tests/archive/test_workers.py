@@ -18,7 +18,7 @@ from diffris.archive.ledger import Ledger
 from diffris.archive.pool import ProcessPoolBackend
 from diffris.archive.processor import SegmentProcessor
 from diffris.archive.runner import EXIT_OK, archive
-from diffris.inference.loading import model_identity
+from diffris.models.names import model_identity
 from tests.archive.archive_helpers import (
     OPTIONS,
     PROMPTS,

@@ -75,3 +75,20 @@ def test_info_answers_without_torch_and_asks_it_only_with_devices(tmp_path):
     code, modules, output = _run(["info", "--devices", "--json"], tmp_path)
     assert code in (0, None) and "torch" in modules, output
     assert '"devices_from": "torch"' in output and '"threads"' in output
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["missing/", "--model", "tiny"], "missing/ not found"),
+        (["scenes/", "--model", "runs/best"], "model folder"),
+        (["missing/", "--model", "tiny", "--scheduler", "local"], "missing/ not found"),
+    ],
+)
+def test_an_archive_preflight_error_answers_before_torch_and_dask_load(tmp_path, extra, expected):
+    (tmp_path / "scenes").mkdir()
+    (tmp_path / "p.yaml").write_text("- {id: r, text: the roads}\n")
+    args = ["archive", extra[0], "--prompts", "p.yaml", "-o", "out", *extra[1:]]
+    code, modules, output = _run(args, tmp_path)
+    assert code == 1 and expected in output, output
+    assert not modules & {*MODEL_STACK, *ARCHIVE_STACK}, sorted(modules)

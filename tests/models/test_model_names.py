@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from diffris.errors import InputError, InputNotFoundError, WeightsNotFoundError
-from diffris.inference.loading import model_identity
 from diffris.models.build import load_model, resolve_model
+from diffris.models.names import model_identity
 from diffris_cli.app import app
 
 
@@ -58,3 +58,11 @@ def test_segment_with_a_missing_model_folder_says_so(tmp_path, monkeypatch):
         "diffris train) or a preset: tiny, sd15"
     ]
     assert not list(tmp_path.iterdir())
+
+
+def test_the_light_preset_list_is_the_registry() -> None:
+    """``--model`` is checked from names.PRESETS before torch loads: it must name every preset."""
+    from diffris.models.build import MODEL_REGISTRY
+    from diffris.models.names import PRESETS
+
+    assert tuple(MODEL_REGISTRY) == PRESETS
