@@ -1,7 +1,7 @@
 """Wall time of the ``diffris`` commands that should answer at once, and of ``rio --help``.
 
 Each command runs ``--runs`` times in a fresh interpreter (``python -m diffris_cli ...``, as the
-console script does) in a scratch folder holding a small GeoTIFF; the table shows the median.
+console script does) in a scratch folder holding a small GeoTIFF and a prompt file; the table shows the median.
 None of these loads a model: help, the version, ``info`` and preflight errors.
 
 Usage: ``python benchmarks/cli_startup.py [--runs 3]``
@@ -31,6 +31,14 @@ CASES: list[tuple[str, list[str]]] = [
     (
         "diffris segment scene.tif ... --co COMPRESS=FOO",
         ["segment", "scene.tif", "-t", "x", "-o", "o.tif", "--co", "COMPRESS=FOO"],
+    ),
+    (
+        "diffris archive missing/ ... --model tiny",
+        ["archive", "missing/", "--prompts", "p.yaml", "-o", "out", "--model", "tiny"],
+    ),
+    (
+        "diffris archive . ... --model runs/best",
+        ["archive", ".", "--prompts", "p.yaml", "-o", "out", "--model", "runs/best"],
     ),
 ]
 
@@ -65,6 +73,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         write_scene(folder / "scene.tif")
+        (folder / "p.yaml").write_text("- {id: r, text: the roads}\n")
         for label, flags in CASES:
             seconds, code = median_seconds(
                 [sys.executable, "-m", "diffris_cli", *flags], folder, args.runs
