@@ -21,7 +21,6 @@ first run planning into it takes a done output from its ``diffris_job`` tag afte
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import re
@@ -29,7 +28,6 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -37,11 +35,14 @@ from typing import Any, Self
 from diffris.archive.fingerprint import OutputFingerprint
 from diffris.archive.inputs import InputIdentity
 from diffris.archive.jobs import SceneJob
-from diffris.archive.ledger_file import (
-    LedgerCorruptError,
-    ledger_error,
-    ledger_problem,
-    move_aside,
+from diffris.archive.ledger_file import LedgerCorruptError, connect, diagnose, move_aside
+from diffris.archive.ledger_rows import (
+    Action,
+    Decision,
+    JobStatus,
+    LedgerRow,
+    LedgerSummary,
+    decide,
 )
 from diffris.archive.outputs import OutputCheck
 from diffris.errors import InputError, InputNotFoundError
@@ -120,102 +121,6 @@ _REBUILT_FROM = "rebuilt_from"
 BUSY_TIMEOUT_S = 30.0
 
 
-class JobStatus(enum.Enum):
-    """Status of a ledger row."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-
-
-class Action(enum.Enum):
-    """What a run does with a job."""
-
-    RUN = "run"
-    SKIP = "skip"
-    GIVE_UP = "give-up"
-
-
-@dataclass(frozen=True)
-class Decision:
-    """A planned job, what to do with it and why (e.g. ``"input changed"``)."""
-
-    job: SceneJob
-    action: Action
-    reason: str
-
-
-@dataclass(frozen=True)
-class LedgerRow:
-    """One row of the ``jobs`` table (columns as in :data:`SCHEMA`)."""
-
-    key: str
-    input: str
-    output: str
-    model_id: str
-    prompt_hash: str
-    options_hash: str
-    input_size: int | None
-    input_mtime_ns: int | None
-    input_sha256: str | None
-    digest: str
-    status: str
-    attempts: int
-    failures: int
-    interruptions: int
-    error: str | None
-    worker: str | None
-    tiles: int | None
-    seconds: float | None
-    planned_at: float
-    started_at: float | None
-    finished_at: float | None
-    run_id: int | None
-    output_size: int | None = None
-    output_mtime_ns: int | None = None
-    output_checksum: str | None = None
-
-    @property
-    def identity(self) -> InputIdentity:
-        return InputIdentity(self.input_size, self.input_mtime_ns, self.input_sha256)
-
-    @property
-    def output_fingerprint(self) -> OutputFingerprint | None:
-        """What was recorded of the output when it was published; None before schema v2."""
-        if self.output_size is None or self.output_mtime_ns is None:
-            return None
-        return OutputFingerprint(self.output_size, self.output_mtime_ns, self.output_checksum)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class LedgerSummary:
-    """What ``diffris archive status`` shows.
-
-    Attributes:
-        ledger: the database path.
-        counts: rows per status, plus ``given_up`` (failed rows past the last run's retries).
-        rows: the current row of every output (or every row with ``all_rows``), by output.
-        last_run: the last run's record (``runs`` table) or None.
-    """
-
-    ledger: str
-    counts: dict[str, int]
-    rows: list[LedgerRow]
-    last_run: dict[str, Any] | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ledger": self.ledger,
-            "counts": self.counts,
-            "last_run": self.last_run,
-            "rows": [row.to_dict() for row in self.rows],
-        }
-
-
 class Ledger:
     """The SQLite ledger of an output folder (one connection; use from one thread).
 
@@ -240,7 +145,7 @@ class Ledger:
             raise InputNotFoundError(
                 f"no archive ledger at {self.path}; run 'diffris archive' into that folder first"
             )
-        problem = self._diagnose(readonly)
+        problem = diagnose(self.path, schema_version=SCHEMA_VERSION, timeout_s=BUSY_TIMEOUT_S)
         rebuilt_from = None
         if problem is not None:
             if readonly:
@@ -256,7 +161,7 @@ class Ledger:
                 problem,
                 rebuilt_from.name,
             )
-        self._db = self._connect(readonly)
+        self._db = connect(self.path, readonly=readonly, timeout_s=BUSY_TIMEOUT_S)
         try:
             self._migrate(readonly)
             if rebuilt_from is not None:
@@ -277,34 +182,6 @@ class Ledger:
 
     def close(self) -> None:
         self._db.close()
-
-    def _diagnose(self, readonly: bool) -> str | None:
-        if not self.path.is_file():
-            return None
-        db = sqlite3.connect(_uri(self.path, readonly=True), uri=True, isolation_level=None)
-        try:
-            db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-            return ledger_problem(db, self.path, schema_version=SCHEMA_VERSION)
-        except sqlite3.Error as err:
-            raise ledger_error(self.path, err) from err
-        finally:
-            db.close()
-
-    def _connect(self, readonly: bool) -> _Connection:
-        db = sqlite3.connect(
-            _uri(self.path, readonly=readonly),
-            uri=True,
-            timeout=BUSY_TIMEOUT_S,
-            isolation_level=None,
-            factory=_Connection,
-        )
-        db.ledger_path = self.path
-        if not readonly:
-            db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-            db.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; fast commits
-        db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-        db.row_factory = sqlite3.Row
-        return db
 
     def __enter__(self) -> Self:
         return self
@@ -392,7 +269,7 @@ class Ledger:
         with self._transaction():
             for job in jobs:
                 row = existing.get(job.key)
-                decision, output = _decide(job, row, retries, check_output, adopt=bool(rebuilt))
+                decision, output = decide(job, row, retries, check_output, adopt=bool(rebuilt))
                 fresh = row is None or row.digest != job.digest
                 self._upsert(job, decision, fresh=fresh, now=now, run_id=run_id, output=output)
                 decisions.append(decision)
@@ -566,28 +443,6 @@ class Ledger:
         return _Transaction(self._db)
 
 
-class _Connection(sqlite3.Connection):
-    """A connection whose SQLite errors are one-line errors naming the ledger."""
-
-    ledger_path: Path
-
-    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        try:
-            return super().execute(sql, parameters)
-        except sqlite3.Error as err:
-            raise ledger_error(self.ledger_path, err) from err
-
-    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
-        try:
-            return super().executemany(sql, parameters)
-        except sqlite3.Error as err:
-            raise ledger_error(self.ledger_path, err) from err
-
-
-def _uri(path: Path, *, readonly: bool) -> str:
-    return path.absolute().as_uri() + ("?mode=ro" if readonly else "")
-
-
 def _fingerprint_values(output: OutputFingerprint | None) -> tuple[Any, Any, Any]:
     if output is None:
         return None, None, None
@@ -611,31 +466,3 @@ def _run_script(db: sqlite3.Connection, script: str) -> None:
     for statement in script.split(";"):
         if statement.strip():
             db.execute(statement)
-
-
-def _decide(
-    job: SceneJob,
-    row: LedgerRow | None,
-    retries: int,
-    check_output: Callable[[SceneJob, OutputFingerprint | None], OutputCheck],
-    *,
-    adopt: bool,
-) -> tuple[Decision, OutputFingerprint | None]:
-    """The decision, and an output fingerprint to record (or None)."""
-    if row is None:
-        if adopt and (check := check_output(job, None)).problem is None:
-            return Decision(job, Action.SKIP, "done (taken from its tag)"), check.fingerprint
-        return Decision(job, Action.RUN, "new"), None
-    if row.digest != job.digest:
-        return Decision(job, Action.RUN, "input changed"), None
-    if row.status == JobStatus.DONE.value:
-        check = check_output(job, row.output_fingerprint)
-        if check.problem is None:
-            return Decision(job, Action.SKIP, "done"), check.fingerprint
-        return Decision(job, Action.RUN, check.problem), None
-    if row.status == JobStatus.FAILED.value:
-        if row.failures <= retries:
-            return Decision(job, Action.RUN, f"retry {row.failures} of {retries}"), None
-        reason = f"failed {row.failures} time(s), retries exhausted: {row.error}"
-        return Decision(job, Action.GIVE_UP, reason), None
-    return Decision(job, Action.RUN, "interrupted" if row.interruptions else "pending"), None

@@ -17,6 +17,7 @@ import os
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 from diffris.errors import DiffrisError, OutputNotWritableError
 
@@ -24,6 +25,8 @@ __all__ = [
     "LedgerBusyError",
     "LedgerCorruptError",
     "LedgerError",
+    "connect",
+    "diagnose",
     "ledger_error",
     "ledger_problem",
     "move_aside",
@@ -53,6 +56,42 @@ class LedgerBusyError(LedgerError):
     """Another program holds a lock on the ledger; the CLI exits 75 (try again later)."""
 
     exit_code = 75
+
+
+def diagnose(path: Path, *, schema_version: int, timeout_s: float) -> str | None:
+    """:func:`ledger_problem` of the file at ``path``, opened read-only; None if there is none.
+
+    Raises:
+        LedgerBusyError: another program holds a lock on it for more than ``timeout_s``.
+    """
+    if not path.is_file():
+        return None
+    db = sqlite3.connect(_uri(path, readonly=True), uri=True, isolation_level=None)
+    try:
+        db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+        return ledger_problem(db, path, schema_version=schema_version)
+    except sqlite3.Error as err:
+        raise ledger_error(path, err) from err
+    finally:
+        db.close()
+
+
+def connect(path: Path, *, readonly: bool, timeout_s: float) -> sqlite3.Connection:
+    """The ledger's connection (autocommit; WAL when writing) whose errors are one line."""
+    db = sqlite3.connect(
+        _uri(path, readonly=readonly),
+        uri=True,
+        timeout=timeout_s,
+        isolation_level=None,
+        factory=_Connection,
+    )
+    db.ledger_path = path
+    if not readonly:
+        db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        db.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; fast commits
+    db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+    db.row_factory = sqlite3.Row
+    return db
 
 
 def ledger_problem(db: sqlite3.Connection, path: Path, *, schema_version: int) -> str | None:
@@ -137,6 +176,28 @@ def ledger_error(path: Path, err: sqlite3.Error) -> DiffrisError:
             f"cannot write the ledger {path} ({err}); fix the folder's permissions or free space"
         )
     return LedgerError(f"ledger {path}: {err}")
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose SQLite errors are one-line errors naming the ledger."""
+
+    ledger_path: Path
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.Error as err:
+            raise ledger_error(self.ledger_path, err) from err
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        try:
+            return super().executemany(sql, parameters)
+        except sqlite3.Error as err:
+            raise ledger_error(self.ledger_path, err) from err
+
+
+def _uri(path: Path, *, readonly: bool) -> str:
+    return path.absolute().as_uri() + ("?mode=ro" if readonly else "")
 
 
 def _code(err: sqlite3.Error) -> int:

@@ -5,6 +5,7 @@ Real SQLite files, real GeoTIFFs and Zarr stores written by the real sinks (Fiel
 
 import logging
 import os
+import shutil
 import sqlite3
 
 import numpy as np
@@ -16,6 +17,7 @@ from diffris.archive.ledger import LEDGER_NAME, SCHEMA_VERSION, Ledger
 from diffris.archive.runner import archive
 from diffris.errors import InputError
 from tests.archive.archive_helpers import PROMPTS, field_processor, job_options, read, write_scene
+from tests.hostile.harness import assert_unchanged, snapshot
 
 
 def _run(tmp_path, suffix=".tif", **kw):
@@ -133,10 +135,12 @@ def _foreign(path):
 
 def _truncated(path):
     db = sqlite3.connect(path, isolation_level=None)
+    db.execute("BEGIN")
     db.executemany(  # enough rows for the tables to span many pages
         "INSERT INTO runs (started_at, pid, host, backend, retries, jobs) VALUES (?,1,?,'x',2,0)",
         [(float(i), "h" * 200) for i in range(400)],
     )
+    db.execute("COMMIT")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
     data = path.read_bytes()
@@ -212,3 +216,46 @@ def test_a_zarr_store_with_a_file_gone_is_reprocessed(tmp_path, damage):
     damage(store)
     assert _status(_run(tmp_path, suffix=".zarr")) == {"a.zarr": "done"}
     assert sorted(p.relative_to(store) for p in store.rglob("*") if p.is_file()) == files
+
+
+def _zero_bytes(out):
+    (out / "a.tif").write_bytes(b"")
+
+
+def _symlink_to_a_copy(out):
+    keep = out.parent / "elsewhere.tif"
+    keep.write_bytes((out / "a.tif").read_bytes())
+    (out / "a.tif").unlink()
+    (out / "a.tif").symlink_to(keep)
+
+
+def _another_jobs_output(out):
+    shutil.copy2(out / "b.tif", out / "a.tif")
+
+
+def _garbage_same_size(out):
+    size = (out / "a.tif").stat().st_size
+    (out / "a.tif").write_bytes(b"\0" * size)
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (_zero_bytes, "output changed"),
+        (_symlink_to_a_copy, "is a symlink"),
+        (_another_jobs_output, "output changed"),
+        (_garbage_same_size, "output changed"),
+    ],
+)
+def test_a_replaced_output_is_reprocessed_and_nothing_outside_it_touched(done, damage, reason):
+    tmp_path, pixels = done
+    out = tmp_path / "out"
+    damage(out)
+    outside = snapshot(tmp_path / "in", *tmp_path.glob("elsewhere.tif"))
+    report = _run(tmp_path)
+    assert _status(report) == {"a.tif": "done", "b.tif": "skipped"}
+    assert reason in next(r.reason for r in report.results if r.status == "done")
+    assert (out / "a.tif").is_file() and not (out / "a.tif").is_symlink()
+    np.testing.assert_array_equal(read(out / "a.tif"), pixels["a.tif"])
+    assert_unchanged(outside, tmp_path / "in", *tmp_path.glob("elsewhere.tif"))
+    assert _status(_run(tmp_path)) == {"a.tif": "skipped", "b.tif": "skipped"}
