@@ -45,7 +45,7 @@ from diffris.archive.ledger_rows import (
     decide,
 )
 from diffris.archive.outputs import OutputCheck
-from diffris.errors import InputError, InputNotFoundError
+from diffris.errors import InputError, InputNotFoundError, OutputNotWritableError
 
 __all__ = [
     "LEDGER_NAME",
@@ -153,7 +153,13 @@ class Ledger:
                     f"ledger {self.path} is damaged ({problem}); run diffris archive into "
                     f"{self.path.parent} to move it aside and rebuild it from the outputs' tags"
                 )
-            rebuilt_from = move_aside(self.path)
+            try:
+                rebuilt_from = move_aside(self.path)
+            except OSError as err:
+                raise OutputNotWritableError(
+                    f"ledger {self.path} is damaged ({problem}) and cannot be moved aside "
+                    f"({err.strerror or err}); fix the folder's permissions or move it yourself"
+                ) from err
             logger.warning(
                 "ledger %s was damaged (%s): moved it to %s and rebuilding it from the outputs' "
                 "tags",

@@ -118,7 +118,8 @@ def ledger_problem(db: sqlite3.Connection, path: Path, *, schema_version: int) -
         if not tables:
             return None
         if "meta" not in tables:
-            return f"not a diffris ledger: it holds the tables {', '.join(sorted(tables))}"
+            names = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+            return f"not a diffris ledger: it holds the tables {names[:200]}"
         found = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         version = _int(found[0]) if found else None
         if version is None:
