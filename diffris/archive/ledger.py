@@ -134,7 +134,7 @@ class Ledger:
 
     Raises:
         InputNotFoundError: ``readonly`` and there is no ledger (or an empty one).
-        LedgerCorruptError: ``readonly`` and the ledger is damaged.
+        LedgerCorruptError: ``readonly`` and the ledger is corrupt.
         LedgerBusyError: another program holds a lock on the ledger.
         InputError: the ledger was written by a newer diffris.
     """
@@ -150,18 +150,18 @@ class Ledger:
         if problem is not None:
             if readonly:
                 raise LedgerCorruptError(
-                    f"ledger {self.path} is damaged ({problem}); run diffris archive into "
+                    f"ledger {self.path} is corrupt ({problem}); run diffris archive into "
                     f"{self.path.parent} to move it aside and rebuild it from the outputs' tags"
                 )
             try:
                 rebuilt_from = move_aside(self.path)
             except OSError as err:
                 raise OutputNotWritableError(
-                    f"ledger {self.path} is damaged ({problem}) and cannot be moved aside "
+                    f"ledger {self.path} is corrupt ({problem}) and cannot be moved aside "
                     f"({err.strerror or err}); fix the folder's permissions or move it yourself"
                 ) from err
             logger.warning(
-                "ledger %s was damaged (%s): moved it to %s and rebuilding it from the outputs' "
+                "ledger %s was corrupt (%s): moved it to %s and rebuilding it from the outputs' "
                 "tags",
                 self.path,
                 problem,

@@ -169,7 +169,7 @@ def ledger_error(path: Path, err: sqlite3.Error) -> DiffrisError:
         )
     if code in (_CORRUPT, _NOTADB):
         return LedgerCorruptError(
-            f"ledger {path} is damaged ({err}); rerun diffris archive into {path.parent} to move "
+            f"ledger {path} is corrupt ({err}); rerun diffris archive into {path.parent} to move "
             "it aside and rebuild it from the outputs' tags"
         )
     if code in _NOT_WRITABLE:

@@ -158,7 +158,7 @@ def test_a_damaged_ledger_is_moved_aside_and_rebuilt_from_the_outputs_tags(done,
     with caplog.at_level(logging.WARNING, logger="diffris.archive"):
         report = _run(tmp_path)
     assert _status(report) == {"a.tif": "skipped", "b.tif": "done", "c.tif": "done"}
-    warnings = [r.getMessage() for r in caplog.records if "was damaged" in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records if "was corrupt" in r.getMessage()]
     assert len(warnings) == 1 and "rebuilding it from the outputs' tags" in warnings[0]
     (aside,) = (tmp_path / "out").glob(f"{LEDGER_NAME}.corrupt-*Z")  # (-wal, -shm beside it)
     assert aside.name in warnings[0] and aside.read_bytes() == damaged  # moved, not changed
@@ -259,3 +259,14 @@ def test_a_replaced_output_is_reprocessed_and_nothing_outside_it_touched(done, d
     np.testing.assert_array_equal(read(out / "a.tif"), pixels["a.tif"])
     assert_unchanged(outside, tmp_path / "in", *tmp_path.glob("elsewhere.tif"))
     assert _status(_run(tmp_path)) == {"a.tif": "skipped", "b.tif": "skipped"}
+
+
+def test_a_zarr_store_is_taken_from_its_tag_after_a_rebuild(tmp_path):
+    write_scene(tmp_path / "in" / "a.tif", seed=1)
+    assert _status(_run(tmp_path, suffix=".zarr")) == {"a.zarr": "done"}
+    store = tmp_path / "out" / "a.zarr"
+    before = snapshot(store)
+    _text(tmp_path / "out" / LEDGER_NAME)
+    assert _status(_run(tmp_path, suffix=".zarr")) == {"a.zarr": "skipped"}
+    assert_unchanged(before, store)
+    assert _rows(tmp_path)["a.zarr"].output_checksum

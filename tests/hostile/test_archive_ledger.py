@@ -73,10 +73,10 @@ def zero_bytes(out):
 
 
 STATUS_CASES = {
-    "random bytes": (random_bytes, ["is damaged", "not an SQLite file", "run diffris archive"]),
-    "a text file": (text_file, ["is damaged", "not an SQLite file"]),
+    "random bytes": (random_bytes, ["is corrupt", "not an SQLite file", "run diffris archive"]),
+    "a text file": (text_file, ["is corrupt", "not an SQLite file"]),
     "another program's SQLite": (foreign_sqlite, ["not a diffris ledger", "invoices"]),
-    "cut in half": (cut_in_half, ["is damaged", "malformed"]),
+    "cut in half": (cut_in_half, ["is corrupt", "malformed"]),
     "a newer diffris's": (newer_schema, ["newer than this diffris", "upgrade diffris"]),
     "a schema version that is no number": (garbage_schema_version, ["no schema version"]),
     "a jobs table without its columns": (jobs_table_mangled, ["table jobs lacks"]),
@@ -193,7 +193,7 @@ def test_a_run_over_a_damaged_ledger_says_so_in_one_line_and_goes_on(incoming):
     result = _archive(incoming, "--verify")
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "was damaged (not an SQLite file)" in lines[0], lines
+    assert len(lines) == 1 and "was corrupt (not an SQLite file)" in lines[0], lines
     (aside,) = out.glob(f"{LEDGER_NAME}.corrupt-*Z")
     assert aside.name in lines[0] and aside.read_bytes() == damaged
     assert_unchanged(published, out)  # taken from its tag, not rewritten
