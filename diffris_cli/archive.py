@@ -145,6 +145,14 @@ def archive(
             help="Split GeoTIFF scenes taller than this many rows across workers.",
         ),
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Checksum every done output before skipping it, even one whose size and mtime "
+            "are unchanged (reads every output).",
+        ),
+    ] = False,
     output_format: FormatOption = None,
     output_type: OutputTypeOption = "mask",
     dtype: DtypeOption = None,
@@ -166,8 +174,10 @@ def archive(
 ) -> None:
     """Segment every scene of an archive; rerun it (e.g. nightly from cron) to do only what changed.
 
-    A scene is skipped when its ledger row is done and its output still carries the run's job
-    tag; a changed input, model, prompt file or option reprocesses it. Exit codes: 0 every scene
+    A scene is skipped when its ledger row is done and its output is still the one published
+    (same size and mtime, else the same checksum); a changed input, model, prompt file or
+    option, or a truncated or changed output, reprocesses it. A damaged ledger is moved aside
+    and rebuilt from the outputs' tags. Exit codes: 0 every scene
     done, 1 some scene failed, 75 another run holds the folder.
 
     Examples:
@@ -239,6 +249,7 @@ def archive(
             split_rows=split_rows,
             split_align=options.tile,
             progress=progress,
+            verify=verify,
         )
     _print_report(report, as_json=as_json, quiet=quiet)
     if report.exit_code:

@@ -11,11 +11,16 @@ Row life cycle: ``pending`` (planned) -> ``running`` (handed to a worker) -> ``d
 scene's fault). A ``failed`` row is retried on later runs while its consecutive ``failures`` are
 at most ``retries``; past that it is *given up* (reported, exit code non-zero) until its input
 changes. See :data:`SCHEMA` for the columns.
+
+A done row records its output's fingerprint (size, mtime, checksum; schema v2), so a later run
+notices an output truncated or changed since (:mod:`~diffris.archive.outputs`). A damaged
+ledger file is moved aside and a fresh one is built (:mod:`~diffris.archive.ledger_file`); the
+first run planning into it takes a done output from its ``diffris_job`` tag after a full read
+(the tag is the job's identity), so only scenes without a good output are processed again.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import re
@@ -23,14 +28,24 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from diffris.archive.fingerprint import OutputFingerprint
 from diffris.archive.inputs import InputIdentity
 from diffris.archive.jobs import SceneJob
-from diffris.errors import InputError, InputNotFoundError
+from diffris.archive.ledger_file import LedgerCorruptError, connect, diagnose, move_aside
+from diffris.archive.ledger_rows import (
+    Action,
+    Decision,
+    JobStatus,
+    LedgerRow,
+    LedgerSummary,
+    decide,
+)
+from diffris.archive.outputs import OutputCheck
+from diffris.errors import InputError, InputNotFoundError, OutputNotWritableError
 
 __all__ = [
     "LEDGER_NAME",
@@ -47,7 +62,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 LEDGER_NAME = "diffris-ledger.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -83,128 +98,86 @@ CREATE TABLE IF NOT EXISTS jobs (
     planned_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL,
-    run_id INTEGER REFERENCES runs (id)
+    run_id INTEGER REFERENCES runs (id),
+    output_size INTEGER,           -- bytes (all files of a Zarr store), when published
+    output_mtime_ns INTEGER,       -- newest mtime of the file (the store's files and folders)
+    output_checksum TEXT           -- BLAKE2b of the output (every file of a store)
 );
 CREATE INDEX IF NOT EXISTS jobs_output ON jobs (output, planned_at);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 """
-_MIGRATIONS: dict[int, str] = {}  # version -> SQL taking the schema from version - 1 to version
-
-
-class JobStatus(enum.Enum):
-    """Status of a ledger row."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-
-
-class Action(enum.Enum):
-    """What a run does with a job."""
-
-    RUN = "run"
-    SKIP = "skip"
-    GIVE_UP = "give-up"
-
-
-@dataclass(frozen=True)
-class Decision:
-    """A planned job, what to do with it and why (e.g. ``"input changed"``)."""
-
-    job: SceneJob
-    action: Action
-    reason: str
-
-
-@dataclass(frozen=True)
-class LedgerRow:
-    """One row of the ``jobs`` table (columns as in :data:`SCHEMA`)."""
-
-    key: str
-    input: str
-    output: str
-    model_id: str
-    prompt_hash: str
-    options_hash: str
-    input_size: int | None
-    input_mtime_ns: int | None
-    input_sha256: str | None
-    digest: str
-    status: str
-    attempts: int
-    failures: int
-    interruptions: int
-    error: str | None
-    worker: str | None
-    tiles: int | None
-    seconds: float | None
-    planned_at: float
-    started_at: float | None
-    finished_at: float | None
-    run_id: int | None
-
-    @property
-    def identity(self) -> InputIdentity:
-        return InputIdentity(self.input_size, self.input_mtime_ns, self.input_sha256)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class LedgerSummary:
-    """What ``diffris archive status`` shows.
-
-    Attributes:
-        ledger: the database path.
-        counts: rows per status, plus ``given_up`` (failed rows past the last run's retries).
-        rows: the current row of every output (or every row with ``all_rows``), by output.
-        last_run: the last run's record (``runs`` table) or None.
-    """
-
-    ledger: str
-    counts: dict[str, int]
-    rows: list[LedgerRow]
-    last_run: dict[str, Any] | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ledger": self.ledger,
-            "counts": self.counts,
-            "last_run": self.last_run,
-            "rows": [row.to_dict() for row in self.rows],
-        }
+# version -> SQL taking the schema from version - 1 to version
+_MIGRATIONS: dict[int, str] = {
+    # v2: the published output's fingerprint; rows without one are checked by a full read
+    2: """
+    ALTER TABLE jobs ADD COLUMN output_size INTEGER;
+    ALTER TABLE jobs ADD COLUMN output_mtime_ns INTEGER;
+    ALTER TABLE jobs ADD COLUMN output_checksum TEXT;
+    """,
+}
+#: Meta key set while a rebuilt ledger waits for its first plan (the damaged file's new name).
+_REBUILT_FROM = "rebuilt_from"
+#: Seconds a statement waits for another program's lock on the ledger before giving up.
+BUSY_TIMEOUT_S = 30.0
 
 
 class Ledger:
     """The SQLite ledger of an output folder (one connection; use from one thread).
+
+    A damaged ledger file (not SQLite, another program's database, cut short) is moved aside
+    to ``<name>.corrupt-<UTC time>`` and a new one started, with one warning line; read-only,
+    it is only reported.
 
     Args:
         path: the database file (see :meth:`for_output`).
         readonly: open for reading only (``status``); the file must exist.
 
     Raises:
-        InputNotFoundError: ``readonly`` and there is no ledger.
+        InputNotFoundError: ``readonly`` and there is no ledger (or an empty one).
+        LedgerCorruptError: ``readonly`` and the ledger is corrupt.
+        LedgerBusyError: another program holds a lock on the ledger.
         InputError: the ledger was written by a newer diffris.
     """
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
-        if readonly:
-            if not self.path.is_file():
-                raise InputNotFoundError(
-                    f"no archive ledger at {self.path}; run 'diffris archive' into that folder first"
+        if readonly and (not self.path.is_file() or self.path.stat().st_size == 0):
+            raise InputNotFoundError(
+                f"no archive ledger at {self.path}; run 'diffris archive' into that folder first"
+            )
+        problem = diagnose(self.path, schema_version=SCHEMA_VERSION, timeout_s=BUSY_TIMEOUT_S)
+        rebuilt_from = None
+        if problem is not None:
+            if readonly:
+                raise LedgerCorruptError(
+                    f"ledger {self.path} is corrupt ({problem}); run diffris archive into "
+                    f"{self.path.parent} to move it aside and rebuild it from the outputs' tags"
                 )
-            uri = f"{self.path.absolute().as_uri()}?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
-        else:
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-            self._db.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; fast commits
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.row_factory = sqlite3.Row
-        self._migrate(readonly)
+            try:
+                rebuilt_from = move_aside(self.path)
+            except OSError as err:
+                raise OutputNotWritableError(
+                    f"ledger {self.path} is corrupt ({problem}) and cannot be moved aside "
+                    f"({err.strerror or err}); fix the folder's permissions or move it yourself"
+                ) from err
+            logger.warning(
+                "ledger %s was corrupt (%s): moved it to %s and rebuilding it from the outputs' "
+                "tags",
+                self.path,
+                problem,
+                rebuilt_from.name,
+            )
+        self._db = connect(self.path, readonly=readonly, timeout_s=BUSY_TIMEOUT_S)
+        try:
+            self._migrate(readonly)
+            if rebuilt_from is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    (_REBUILT_FROM, rebuilt_from.name),
+                )
+        except BaseException:
+            self._db.close()
+            raise
 
     @classmethod
     def for_output(cls, out_dir: str | Path, *, readonly: bool = False) -> Ledger:
@@ -277,31 +250,36 @@ class Ledger:
         jobs: Sequence[SceneJob],
         *,
         retries: int,
-        verify_output: Callable[[SceneJob], str | None],
+        check_output: Callable[[SceneJob, OutputFingerprint | None], OutputCheck],
         run_id: int | None = None,
     ) -> list[Decision]:
         """Decide per job: run, skip (done and verified) or give up; record every job.
 
+        In a ledger just rebuilt (see the class), a job without a row whose output passes
+        ``check_output(job, None)`` (its tag and a full read) is recorded done and skipped.
+
         Args:
             jobs: the run's jobs.
             retries: a failed row is retried while its consecutive failures are <= ``retries``.
-            verify_output: returns None when ``job.output`` exists and carries ``job.digest``,
-                else the reason it does not (e.g. ``"output missing"``).
+            check_output: whether a done job's output is still the one published, given the
+                fingerprint recorded (see :func:`~diffris.archive.outputs.check_done_output`).
             run_id: the current run, recorded on every planned row.
 
         Returns:
             One decision per job, in order.
         """
         existing = self._rows_by_key([job.key for job in jobs])
+        rebuilt = self._db.execute("SELECT 1 FROM meta WHERE key=?", (_REBUILT_FROM,)).fetchone()
         decisions = []
         now = time.time()
         with self._transaction():
             for job in jobs:
                 row = existing.get(job.key)
-                decision = _decide(job, row, retries, verify_output)
+                decision, output = decide(job, row, retries, check_output, adopt=bool(rebuilt))
                 fresh = row is None or row.digest != job.digest
-                self._upsert(job, decision, fresh=fresh, now=now, run_id=run_id)
+                self._upsert(job, decision, fresh=fresh, now=now, run_id=run_id, output=output)
                 decisions.append(decision)
+            self._db.execute("DELETE FROM meta WHERE key=?", (_REBUILT_FROM,))
         return decisions
 
     # --- status changes (one short transaction each) ---------------------------------------------
@@ -313,12 +291,21 @@ class Ledger:
         )
 
     def mark_done(
-        self, key: str, *, seconds: float, tiles: int | None = None, worker: str | None = None
+        self,
+        key: str,
+        *,
+        seconds: float,
+        tiles: int | None = None,
+        worker: str | None = None,
+        output: OutputFingerprint | None = None,
     ) -> None:
+        """Record a success and the fingerprint of the output just published."""
+        size, mtime_ns, checksum = _fingerprint_values(output)
         self._db.execute(
             "UPDATE jobs SET status='done', attempts=attempts+1, failures=0, error=NULL, "
-            "seconds=?, tiles=?, worker=COALESCE(?, worker), finished_at=? WHERE key=?",
-            (seconds, tiles, worker, time.time(), key),
+            "seconds=?, tiles=?, worker=COALESCE(?, worker), finished_at=?, "
+            "output_size=?, output_mtime_ns=?, output_checksum=? WHERE key=?",
+            (seconds, tiles, worker, time.time(), size, mtime_ns, checksum, key),
         )
 
     def mark_failed(self, key: str, *, error: str, worker: str | None = None) -> None:
@@ -405,7 +392,14 @@ class Ledger:
         return rows
 
     def _upsert(
-        self, job: SceneJob, decision: Decision, *, fresh: bool, now: float, run_id: int | None
+        self,
+        job: SceneJob,
+        decision: Decision,
+        *,
+        fresh: bool,
+        now: float,
+        run_id: int | None,
+        output: OutputFingerprint | None,
     ) -> None:
         identity = job.identity
         values = {
@@ -425,8 +419,18 @@ class Ledger:
         if fresh:
             # New row, or the input changed: the scene's history starts over.
             values |= {"status": "pending", "attempts": 0, "failures": 0, "error": None}
+            values |= dict.fromkeys(("output_size", "output_mtime_ns", "output_checksum"))
+            if decision.action is Action.SKIP:  # taken from its output's tag (rebuilt ledger)
+                values |= {"status": "done", "finished_at": now}
         elif decision.action is Action.RUN:
             values["status"] = "pending"
+        if output is not None:
+            size, mtime_ns, checksum = _fingerprint_values(output)
+            values |= {
+                "output_size": size,
+                "output_mtime_ns": mtime_ns,
+                "output_checksum": checksum,
+            }
         if fresh:
             columns = ", ".join(values)
             marks = ", ".join("?" * len(values))
@@ -443,6 +447,12 @@ class Ledger:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+
+def _fingerprint_values(output: OutputFingerprint | None) -> tuple[Any, Any, Any]:
+    if output is None:
+        return None, None, None
+    return output.size, output.mtime_ns, output.checksum
 
 
 class _Transaction:
@@ -462,27 +472,3 @@ def _run_script(db: sqlite3.Connection, script: str) -> None:
     for statement in script.split(";"):
         if statement.strip():
             db.execute(statement)
-
-
-def _decide(
-    job: SceneJob,
-    row: LedgerRow | None,
-    retries: int,
-    verify_output: Callable[[SceneJob], str | None],
-) -> Decision:
-    if row is None:
-        return Decision(job, Action.RUN, "new")
-    if row.digest != job.digest:
-        return Decision(job, Action.RUN, "input changed")
-    if row.status == JobStatus.DONE.value:
-        problem = verify_output(job)
-        if problem is None:
-            return Decision(job, Action.SKIP, "done")
-        return Decision(job, Action.RUN, problem)
-    if row.status == JobStatus.FAILED.value:
-        if row.failures <= retries:
-            return Decision(job, Action.RUN, f"retry {row.failures} of {retries}")
-        return Decision(
-            job, Action.GIVE_UP, f"failed {row.failures} time(s), retries exhausted: {row.error}"
-        )
-    return Decision(job, Action.RUN, "interrupted" if row.interruptions else "pending")

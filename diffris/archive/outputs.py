@@ -1,18 +1,60 @@
 """Checking that an output on disk is the one a job would write.
 
-A done ledger row is trusted only if its output still exists and carries the job's digest in
-the ``diffris_job`` tag (a GeoTIFF dataset tag, or a Zarr attribute of the store or of one of its
-arrays). A deleted output, a file from another run or tool, or an unreadable file all reprocess.
+Right after a scene is processed, its output must carry the job's digest in the ``diffris_job``
+tag (a GeoTIFF dataset tag, or a Zarr attribute of the store or of one of its arrays); the
+ledger then records its fingerprint (size, mtime, checksum: :mod:`~diffris.archive.fingerprint`).
+
+On a later run a done row is trusted only if its output is still that output:
+
+- same size and mtime as recorded: skipped without reading it (a no-op rerun reads nothing);
+- otherwise (or with ``--verify``) its checksum is compared: the same bytes (a ``touch``, a
+  copy back) are skipped and the new mtime recorded; other bytes (a truncated file, a missing
+  chunk) are reprocessed;
+- no fingerprint recorded (a ledger written before schema v2, or one rebuilt from the outputs'
+  tags): the tag is checked and every block is read, so a truncated file is reprocessed.
+
+A deleted output, a symlink or folder in its place, a file of another job or tool, or an
+unreadable file all reprocess.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
+from diffris.archive.fingerprint import (
+    OutputFingerprint,
+    OutputKindError,
+    checksum_output,
+    fingerprint_output,
+    stat_output,
+)
 from diffris.archive.jobs import JOB_TAG, SceneJob
 
-__all__ = ["read_job_tag", "verify_output"]
+__all__ = [
+    "OutputCheck",
+    "check_done_output",
+    "is_store",
+    "read_fully",
+    "read_job_tag",
+    "verify_output",
+]
+
+
+@dataclass(frozen=True)
+class OutputCheck:
+    """The outcome of :func:`check_done_output`.
+
+    Attributes:
+        problem: None when the output is still the published one, else why it is not.
+        fingerprint: a fingerprint to record for the row (its first, or a new mtime), or None.
+    """
+
+    problem: str | None
+    fingerprint: OutputFingerprint | None = None
+
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +91,83 @@ def verify_output(job: SceneJob) -> str | None:
     if tag != job.digest:
         return f"output was written for another job ({JOB_TAG}={tag})"
     return None
+
+
+def is_store(job: SceneJob) -> bool:
+    """Whether the job writes a Zarr store (a folder) rather than a file."""
+    return job.output.endswith(".zarr")
+
+
+def check_done_output(
+    job: SceneJob, recorded: OutputFingerprint | None, *, verify: bool = False
+) -> OutputCheck:
+    """Whether a done job's output is still what was published (see the module docstring).
+
+    Args:
+        job: the job whose ledger row is done.
+        recorded: the fingerprint recorded at publish time; None for rows without one.
+        verify: compare the checksum even when size and mtime match.
+    """
+    store = is_store(job)
+    try:
+        now = stat_output(job.output, store=store)
+        if recorded is None or recorded.checksum is None:
+            problem = verify_output(job) or read_fully(job.output, store=store)
+            if problem is not None:
+                return OutputCheck(problem)
+            return OutputCheck(None, fingerprint_output(job.output, store=store))
+        if recorded.same_stat(now) and not verify:
+            return OutputCheck(None)
+        checksum = checksum_output(job.output, store=store)
+    except FileNotFoundError:
+        return OutputCheck("output missing")
+    except OutputKindError as err:
+        return OutputCheck(str(err))
+    except OSError as err:
+        return OutputCheck(f"output unreadable: {err.strerror or err}")
+    if checksum != recorded.checksum:
+        return OutputCheck(
+            f"output changed since it was published ({recorded.size} bytes then, {now.size} now)"
+        )
+    if recorded.same_stat(now):
+        return OutputCheck(None)
+    return OutputCheck(None, OutputFingerprint(now.size, now.mtime_ns, checksum))
+
+
+def read_fully(path: str | Path, *, store: bool) -> str | None:
+    """Read every block of an output; None when all read, else what failed (e.g. truncated)."""
+    try:
+        if store:
+            _read_zarr(Path(path))
+        else:
+            _read_geotiff(Path(path))
+    except Exception as err:  # any reader error means "not a usable output"
+        logger.debug("cannot read %s fully: %s", path, err)
+        return f"output is damaged ({type(err).__name__}: {_first_line(err)})"
+    return None
+
+
+def _read_geotiff(path: Path) -> None:
+    import rasterio
+
+    with rasterio.open(path) as dataset:
+        for _, window in dataset.block_windows(1):
+            dataset.read(window=window)
+
+
+def _read_zarr(path: Path) -> None:
+    import zarr
+
+    node = zarr.open(str(path), mode="r")
+    arrays = [node] if isinstance(node, zarr.Array) else [a for _, a in node.arrays()]
+    for array in arrays:
+        for block in itertools.product(*(range(n) for n in array.cdata_shape)):
+            array.get_block_selection(block)
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else ""
 
 
 def _zarr_tag(path: Path) -> str | None:

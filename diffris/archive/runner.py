@@ -6,8 +6,10 @@ a list of jobs. The runner is the *driver*: the only process writing the ledger.
 1. takes the output folder's lock (a second run fails at once, :data:`~diffris.archive.lock.EXIT_LOCKED`);
 2. removes temporary outputs and parts left by killed runs, and returns their ``running`` rows
    to ``pending``;
-3. plans every job: skip it if done and its output still carries its digest, give up on it if
-   it failed more than ``retries`` times, run it otherwise;
+3. plans every job: skip it if done and its output is still the one published (same size and
+   mtime, or the same checksum; see :mod:`~diffris.archive.outputs`), give up on it if it
+   failed more than ``retries`` times, run it otherwise; a folder where an output file belongs
+   fails that scene (it is never deleted);
 4. runs the rest on the backend, recording each scene as it starts and ends; one scene's
    failure never stops the others;
 5. returns an :class:`ArchiveReport` whose ``exit_code`` is 0 only when every scene is done.
@@ -18,6 +20,7 @@ follow along through ``progress``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import time
@@ -27,11 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from diffris.archive.backends import Backend, InlineBackend, JobFinished, JobStarted
+from diffris.archive.fingerprint import OutputFingerprint, fingerprint_output
 from diffris.archive.inputs import discover_scenes
 from diffris.archive.jobs import SceneJob, SceneProcessor, make_jobs
 from diffris.archive.ledger import Action, Ledger
 from diffris.archive.lock import OutputLock
-from diffris.archive.outputs import verify_output
+from diffris.archive.outputs import check_done_output, is_store, verify_output
 from diffris.archive.split import PARTS_DIR, SplitGroup, merge_parts, remove_parts, split_jobs
 from diffris.data.prompts import Prompt
 from diffris.errors import InputError
@@ -137,6 +141,7 @@ def archive(
     split_rows: int | None = None,
     split_align: int = 512,
     progress: Callable[[ArchiveProgress], None] | None = None,
+    verify: bool = False,
 ) -> ArchiveReport:
     """Discover the scenes of ``source`` and run them into ``out_dir`` (``diffris archive``).
 
@@ -158,6 +163,7 @@ def archive(
         split_rows: split GeoTIFF scenes taller than this many rows across workers.
         split_align: part boundaries are multiples of this many rows (the output block size).
         progress: called after every scene event.
+        verify: checksum every done output, even those whose size and mtime are unchanged.
 
     Raises:
         ArchiveLockedError: another run holds the folder.
@@ -193,6 +199,7 @@ def archive(
             split_align=split_align,
             lock=lock,
             progress=progress,
+            verify=verify,
         )
 
 
@@ -207,6 +214,7 @@ def run_archive(
     split_align: int = 512,
     lock: OutputLock | None = None,
     progress: Callable[[ArchiveProgress], None] | None = None,
+    verify: bool = False,
 ) -> ArchiveReport:
     """Run ``jobs`` into ``out_dir`` (see the module docstring).
 
@@ -220,6 +228,7 @@ def run_archive(
         split_align: part boundaries are multiples of this many rows (the output block size).
         lock: the folder's lock if the caller holds it already; else it is taken here.
         progress: called after every scene event.
+        verify: checksum every done output, even those whose size and mtime are unchanged.
 
     Raises:
         ArchiveLockedError: another run holds the folder.
@@ -236,7 +245,7 @@ def run_archive(
     lock = lock if lock is not None else OutputLock(out).acquire()
     try:
         with Ledger.for_output(out) as ledger:
-            return _Run(ledger, out, backend, retries, progress).execute(
+            return _Run(ledger, out, backend, retries, progress, verify).execute(
                 jobs, processor, split_rows, split_align, started
             )
     finally:
@@ -252,8 +261,10 @@ class _Run:
         backend: Backend,
         retries: int,
         progress: Callable[[ArchiveProgress], None] | None,
+        verify: bool = False,
     ) -> None:
         self.ledger = ledger
+        self.verify = verify
         self.out = out
         self.backend = backend
         self.retries = retries
@@ -278,12 +289,19 @@ class _Run:
         )
         self.report.run_id = run_id
         decisions = self.ledger.plan(
-            jobs, retries=self.retries, verify_output=verify_output, run_id=run_id
+            jobs,
+            retries=self.retries,
+            check_output=functools.partial(check_done_output, verify=self.verify),
+            run_id=run_id,
         )
         to_run = []
         for decision in decisions:
             job = decision.job
-            if decision.action is Action.RUN:
+            if decision.action is Action.RUN and (blocker := _folder_in_the_way(job)):
+                self.ledger.mark_failed(job.key, error=blocker)
+                self._result(job, "failed", decision.reason, error=blocker)
+                logger.warning("%s: failed: %s", job.input, blocker)
+            elif decision.action is Action.RUN:
                 to_run.append(job)
                 self.reasons[job.key] = decision.reason
                 logger.debug("%s: will run (%s)", job.input, decision.reason)
@@ -352,8 +370,14 @@ class _Run:
     def _finished(self, job: SceneJob, event: JobFinished) -> None:
         self.running.discard(job.key)
         error = event.error
+        published: OutputFingerprint | None = None
         if error is None and (problem := verify_output(job)) is not None:
             error = f"the processor reported success but {problem}"
+        if error is None:
+            try:
+                published = fingerprint_output(job.output, store=is_store(job))
+            except (OSError, ValueError) as err:
+                error = f"the output cannot be read back: {err}"
         if error is not None:
             self.ledger.mark_failed(job.key, error=error, worker=event.worker)
             self._result(job, "failed", self.reasons[job.key], error=error)
@@ -364,7 +388,9 @@ class _Run:
         outcome = event.outcome
         seconds = outcome.seconds if outcome is not None else 0.0
         tiles = outcome.tiles if outcome is not None else None
-        self.ledger.mark_done(job.key, seconds=seconds, tiles=tiles, worker=event.worker)
+        self.ledger.mark_done(
+            job.key, seconds=seconds, tiles=tiles, worker=event.worker, output=published
+        )
         self._result(job, "done", self.reasons[job.key], seconds=seconds)
         logger.info("%s %s: done in %.1f s -> %s", self._counter(), job.input, seconds, job.output)
 
@@ -420,6 +446,17 @@ def _outcome(group: SplitGroup) -> Any:
     from diffris.archive.jobs import SceneOutcome
 
     return SceneOutcome(output=group.job.output, seconds=group.seconds)
+
+
+def _folder_in_the_way(job: SceneJob) -> str | None:
+    """Why a scene must not run: a folder (not ours) sits where its output file goes."""
+    path = Path(job.output)
+    if is_store(job) or path.is_symlink() or not path.is_dir():
+        return None
+    return (
+        f"{path} is a folder where the scene's output file goes; move it away (it was not "
+        "touched) and rerun"
+    )
 
 
 def _clean_leftovers(out: Path, jobs: Sequence[SceneJob]) -> None:
