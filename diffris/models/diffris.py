@@ -38,16 +38,19 @@ class BackboneIdentity(Config):
 
     Attributes:
         preset: the preset that built it (``tiny``, ``sd15``).
-        fingerprint: hash of the frozen weights (see :func:`diffris.models.backbone.fingerprint`);
+        fingerprint: hash of the frozen weights (see :mod:`diffris.models.fingerprint`);
             empty when unknown (built on the ``meta`` device).
         text_dim: width D of the text features (768 for SD-1.5).
         feature_channels: channels of the four UNet decoder maps, coarse to fine.
+        fingerprint_scheme: how ``fingerprint`` was computed: 2 hashes every tensor; 1 (what a
+            config without this field was written with, by older diffris) three per module.
     """
 
     preset: str = "tiny"
     fingerprint: str = ""
     text_dim: int = 0
     feature_channels: tuple[int, ...] = ()
+    fingerprint_scheme: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
