@@ -18,11 +18,9 @@ copies go through the very same :func:`load_sd_components`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -30,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from diffris.errors import CheckpointMismatchError, InputError, WeightsNotFoundError
+from diffris.models.load_report import check_loading_info, load_errors, quiet_hub_libraries
 from diffris.models.sd_configs import check_sd_configs
 from diffris.paths import SD15_ENV, SD_SUBFOLDERS, inspect_sd_folder
 
@@ -276,17 +275,18 @@ def load_sd_components(source: str | Path, *, download: bool = False) -> SDCompo
         "text_encoder": (CLIPTextModel, {**common, "dtype": torch.float32}),
     }
     models: dict[str, Any] = {}
-    for sub, (cls, options) in loaders.items():
-        with _load_errors(source, sub):
-            model, info = cls.from_pretrained(
-                source, subfolder=sub, variant=variants[sub], **options
+    with quiet_hub_libraries():
+        for sub, (cls, options) in loaders.items():
+            with load_errors(source, sub):
+                model, info = cls.from_pretrained(
+                    source, subfolder=sub, variant=variants[sub], **options
+                )
+            check_loading_info(source, sub, info)
+            models[sub] = model
+        with load_errors(source, "tokenizer"):
+            tokenizer = CLIPTokenizer.from_pretrained(
+                source, subfolder="tokenizer", local_files_only=not download
             )
-        _check_loading_info(source, sub, info)
-        models[sub] = model
-    with _load_errors(source, "tokenizer"):
-        tokenizer = CLIPTokenizer.from_pretrained(
-            source, subfolder="tokenizer", local_files_only=not download
-        )
     vae, unet, text_model = models["vae"], models["unet"], models["text_encoder"]
     vocab = int(text_model.config.vocab_size)
     if folder is not None and len(tokenizer) > vocab:
@@ -300,55 +300,6 @@ def load_sd_components(source: str | Path, *, download: bool = False) -> SDCompo
     return SDComponents(
         vae=vae, unet=unet, text_model=text_model, tokenizer=tokenizer, folder=folder
     )
-
-
-@contextlib.contextmanager
-def _load_errors(source: str | Path, sub: str) -> Iterator[None]:
-    """Turn what diffusers/transformers raise on a broken sub-folder into one clear line.
-
-    Shapes in the weights that contradict the config give a ``RuntimeError``; a corrupt
-    safetensors header a ``SafetensorError`` or ``OSError``; a config with wrong types a
-    ``TypeError``/``ValueError``/``KeyError`` from the class constructor.
-    """
-    from safetensors import SafetensorError
-
-    try:
-        yield
-    except (OSError, RuntimeError, ValueError, TypeError, KeyError, SafetensorError) as err:
-        if isinstance(err, CheckpointMismatchError | WeightsNotFoundError):
-            raise
-        text = str(err).strip()
-        reason = text.splitlines()[0][:200] if text else type(err).__name__
-        raise WeightsNotFoundError(
-            f"could not load {sub}/ of Stable Diffusion from {source}: {reason}; check that the "
-            "folder is a complete diffusers-layout copy with safetensors weights"
-        ) from err
-
-
-def _check_loading_info(source: str | Path, sub: str, info: dict[str, Any]) -> None:
-    """Refuse weights that leave tensors of the part missing or mis-shaped (diffusers and
-    transformers would fill them with random values and only log it)."""
-    missing = sorted(info.get("missing_keys") or ())
-    mismatched = [str(item[0]) for item in info.get("mismatched_keys") or ()]
-    if missing or mismatched:
-        problems = [f"missing {name}" for name in missing] + [
-            f"{name} of another shape" for name in mismatched
-        ]
-        shown = ", ".join(problems[:3]) + (
-            f" and {len(problems) - 3} more" if len(problems) > 3 else ""
-        )
-        raise WeightsNotFoundError(
-            f"the weights in {sub}/ of {source} do not cover the model its config.json "
-            f"describes: {shown}; use the weights and config of one complete copy"
-        )
-    if unexpected := sorted(info.get("unexpected_keys") or ()):
-        logger.warning(
-            "%s/ of %s holds %d tensor(s) its config does not use (e.g. %s); ignored",
-            sub,
-            source,
-            len(unexpected),
-            unexpected[0],
-        )
 
 
 @torch.no_grad()
