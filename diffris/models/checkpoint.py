@@ -139,6 +139,8 @@ def read_config(folder: str | os.PathLike[str]) -> DiffRISConfig:
         raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointMismatchError(f"{path} is not valid JSON: {err}") from err
+    except RecursionError as err:
+        raise CheckpointMismatchError(f"{path} is nested too deeply to be a config") from err
     architecture = raw.get("architecture") if isinstance(raw, dict) else None
     if architecture != ARCHITECTURE:
         raise CheckpointMismatchError(
@@ -163,7 +165,7 @@ def read_metadata(folder: str | os.PathLike[str]) -> dict[str, Any]:
     path = _check_folder(Path(folder).expanduser()) / METADATA_NAME
     try:
         return dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError, RecursionError) as err:
         raise CheckpointMismatchError(f"{path} is not a JSON object: {err}") from err
 
 

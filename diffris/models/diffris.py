@@ -355,6 +355,11 @@ class DiffRIS(nn.Module):
             for name, tensor in expected.items()
             if name in state and state[name].shape != tensor.shape
         ]
+        problems += [
+            f"{name} is {str(state[name].dtype).removeprefix('torch.')}, not a float tensor"
+            for name, tensor in expected.items()
+            if name in state and tensor.is_floating_point() and not state[name].is_floating_point()
+        ]
         if problems:
             where = f"{source} " if source else ""
             shown = "; ".join(problems[:MAX_LISTED_PROBLEMS])

@@ -30,7 +30,9 @@ def load_errors(source: str | Path, sub: str) -> Iterator[None]:
         if isinstance(err, CheckpointMismatchError | WeightsNotFoundError):
             raise
         text = str(err).strip()
-        reason = text.splitlines()[0][:200] if text else type(err).__name__
+        # the libraries repeat the folder's path; cut so that the message stays one short line
+        first = text.splitlines()[0].replace(str(source), "the folder") if text else ""
+        reason = (first[:120] + "...") if len(first) > 120 else (first or type(err).__name__)
         raise WeightsNotFoundError(
             f"could not load {sub}/ of Stable Diffusion from {source}: {reason}; check that the "
             "folder is a complete diffusers-layout copy with safetensors weights"
