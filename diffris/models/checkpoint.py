@@ -10,7 +10,8 @@ A trained model is a folder of three files, none of them a pickle::
 
 The frozen backbone is not stored: it is rebuilt from its preset (``tiny``: deterministic; ``sd15``:
 the local Stable Diffusion folder), and its fingerprint must match the one the model was trained
-on. Loading checks every tensor's name and shape and reports all mismatches in one message.
+on (every tensor, :mod:`diffris.models.fingerprint`; a config of an older diffris records a
+partial, scheme-1 fingerprint, which is checked as such, with a warning). Loading checks every tensor's name and shape and reports all mismatches in one message.
 """
 
 from __future__ import annotations

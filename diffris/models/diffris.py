@@ -60,7 +60,9 @@ class DiffRISConfig(Config):
     Attributes:
         backbone: identity of the frozen backbone.
         latent_scale: multiplier of the VAE posterior mean (choice: 0.18215, what SD-1.5's UNet
-            was trained on; VPD uses 1.0, the unscaled mean).
+            was trained on; VPD uses 1.0, the unscaled mean). A preset built without an
+            explicit value takes the VAE config's ``scaling_factor``; a trained model keeps the
+            value it was trained with.
         timestep: the timestep the UNet is told on its single noise-free pass (choice: 1, as VPD).
         max_tokens: text tokens per prompt (CLIP: 77).
         mask_threshold: probability above which a pixel belongs to the mask.
