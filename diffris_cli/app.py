@@ -14,6 +14,7 @@ import typer
 
 from diffris import __version__
 from diffris_cli import archive, evaluate, info, segment, synth, train, weights
+from diffris_cli.errors import debug_enabled
 from diffris_cli.helptext import DiffrisCommand, DiffrisGroup
 from diffris_cli.logs import configure_logging
 from diffris_cli.options import QUIET_HELP
@@ -57,7 +58,7 @@ def main_options(
     if debug:
         # An environment variable, not a global: worker processes inherit it too.
         os.environ["DIFFRIS_DEBUG"] = "1"
-    configure_logging(verbose, quiet)
+    configure_logging(verbose, quiet, debug=debug or debug_enabled())
 
 
 app.command(name="segment", cls=DiffrisCommand)(segment.segment)

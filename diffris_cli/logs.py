@@ -8,12 +8,19 @@ from pathlib import Path
 from rich.logging import RichHandler
 
 from diffris_cli.console import err_console
+from diffris_cli.warnings_routing import WARNINGS_LOGGER, ExpectedWarningsToDebug, route_warnings
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def configure_logging(verbose: int, quiet: bool, log_file: Path | None = None) -> None:
-    """Route the library's ``logging`` output: -v → DEBUG, -q → WARNING, default INFO."""
+def configure_logging(
+    verbose: int, quiet: bool, log_file: Path | None = None, *, debug: bool = False
+) -> None:
+    """Route the library's ``logging`` output: -v → DEBUG, -q → WARNING, default INFO.
+
+    Python warnings go the same way (:mod:`diffris_cli.warnings_routing`): the ones diffris
+    expects at DEBUG (shown with ``-v`` or ``--debug``), all others as WARNING lines.
+    """
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     handlers: list[logging.Handler] = []
     if err_console.is_terminal:
@@ -30,11 +37,15 @@ def configure_logging(verbose: int, quiet: bool, log_file: Path | None = None) -
     root.handlers = handlers
     root.setLevel(level)
     root.propagate = False
+    route_warnings(handlers, logging.DEBUG if debug else level)
 
 
 def quiet_logging() -> None:
     """Only warnings and errors from here on (``-q``), whatever the handlers."""
     logging.getLogger("diffris").setLevel(logging.WARNING)
+    for found in logging.getLogger(WARNINGS_LOGGER).filters:
+        if isinstance(found, ExpectedWarningsToDebug):
+            found.level = max(found.level, logging.WARNING)
 
 
 def add_log_file(log_file: Path) -> None:
@@ -42,3 +53,4 @@ def add_log_file(log_file: Path) -> None:
     to_file = logging.FileHandler(log_file)
     to_file.setFormatter(logging.Formatter(PLAIN_FORMAT))
     logging.getLogger("diffris").addHandler(to_file)
+    logging.getLogger(WARNINGS_LOGGER).addHandler(to_file)

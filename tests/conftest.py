@@ -9,6 +9,15 @@ import torch
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_diffris_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """diffris' cache folder (fingerprint cache, models) in a temporary folder, never the
+    user's own ``~/.cache/diffris``; a test that needs another sets ``DIFFRIS_HOME`` itself."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DIFFRIS_HOME", str(tmp_path_factory.mktemp("diffris-home")))
+        yield
+
+
 @pytest.fixture
 def set_umask() -> Iterator[Callable[[int], int]]:
     """``os.umask`` for one test; the process umask is restored afterwards."""

@@ -206,6 +206,8 @@ class Scene:
         self._unique = tuple(sorted(set(self.band_indexes)))
         self._take = [self._unique.index(b) for b in self.band_indexes]
         self.dtype = str(np.result_type(*(dataset.dtypes[b - 1] for b in self._unique)))
+        if np.issubdtype(self.dtype, np.complexfloating):  # numpy's ComplexWarning is only debug
+            logger.warning("%s has %s bands; diffris reads their real part", self.path, self.dtype)
 
     @classmethod
     def open(

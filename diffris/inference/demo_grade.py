@@ -20,12 +20,15 @@ logger = logging.getLogger(__name__)
 
 #: Fingerprint of the ``tiny`` preset's frozen weights (a test keeps it in step with the
 #: preset). It also names a tiny backbone saved as a folder and loaded through ``sd15``.
-TINY_FINGERPRINT = "da32076d3587a11b"
+TINY_FINGERPRINT = "eda26e6cc637a316"
+#: The same weights' fingerprint in scheme 1, which configs of older diffris record.
+LEGACY_TINY_FINGERPRINT = "da32076d3587a11b"
 
 
 def is_demo_grade(backbone: BackboneIdentity) -> bool:
     """Whether a model with this backbone is a demo: built on the ``tiny`` random weights."""
-    return backbone.preset == "tiny" or backbone.fingerprint == TINY_FINGERPRINT
+    tiny = (TINY_FINGERPRINT, LEGACY_TINY_FINGERPRINT)
+    return backbone.preset == "tiny" or backbone.fingerprint in tiny
 
 
 def is_synthetic_scene(path: str | os.PathLike[str]) -> bool:

@@ -19,17 +19,17 @@ copies go through the very same :func:`load_sd_components`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import torch
 from torch import Tensor, nn
 
-from diffris.errors import InputError, WeightsNotFoundError
+from diffris.errors import CheckpointMismatchError, InputError, WeightsNotFoundError
+from diffris.models.load_report import check_loading_info, load_errors, quiet_hub_libraries
+from diffris.models.sd_configs import check_sd_configs
 from diffris.paths import SD15_ENV, SD_SUBFOLDERS, inspect_sd_folder
 
 if TYPE_CHECKING:
@@ -58,12 +58,19 @@ class FrozenBackbone(nn.Module):
             upsampler; its output head is removed here.
 
     Raises:
-        InputError: the UNet does not have the Stable Diffusion 1.x decoder layout.
+        InputError: the UNet does not have the Stable Diffusion 1.x decoder layout, or does not
+            take the VAE's latents.
     """
 
     def __init__(self, vae: AutoencoderKL, unet: UNet2DConditionModel) -> None:
         super().__init__()
         _check_unet_layout(unet)
+        latent, unet_in = int(vae.config["latent_channels"]), int(unet.config["in_channels"])
+        if latent != unet_in:
+            raise InputError(
+                f"the VAE has latent_channels {latent} but the UNet has in_channels {unet_in}; "
+                "use the VAE the UNet was trained with"
+            )
         # Unused heads go: the VAE decoder, and the UNet's output norm/conv (the UNet's forward
         # skips a None ``conv_norm_out`` and ``conv_out`` becomes a no-op).
         vae.decoder = None  # type: ignore[assignment]
@@ -183,40 +190,19 @@ def _check_unet_layout(unet: UNet2DConditionModel) -> None:
         )
 
 
-def fingerprint(modules: Sequence[nn.Module], extra: Sequence[str] = ()) -> str:
-    """A short identity of frozen weights: names and shapes of all, values of a few tensors.
-
-    The values (first, middle and last parameter of each module) are hashed after rounding to
-    float16, so that the float32 and float16 copies of the same weights give the same identity.
-
-    Args:
-        modules: the frozen parts, in a fixed order.
-        extra: further strings to fold in (e.g. the tokenizer's vocabulary size).
-
-    Returns:
-        16 hex digits of a SHA-256.
-    """
-    digest = hashlib.sha256()
-    for text in extra:
-        digest.update(text.encode())
-    for module in modules:
-        params = list(module.named_parameters())
-        for name, param in params:
-            digest.update(f"{name}:{tuple(param.shape)};".encode())
-        for index in sorted({0, len(params) // 2, len(params) - 1}):
-            values = params[index][1].detach().to("cpu", torch.float16).contiguous()
-            digest.update(values.view(torch.int16).numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 @dataclasses.dataclass
 class SDComponents:
-    """The four parts of a Stable Diffusion folder DiffRIS uses, as loaded (full, unfrozen)."""
+    """The four parts of a Stable Diffusion folder DiffRIS uses, as loaded (full, unfrozen).
+
+    ``folder`` is the local folder they were read from (None: built in memory, or downloaded);
+    it lets the backbone fingerprint be cached per weight file.
+    """
 
     vae: AutoencoderKL
     unet: UNet2DConditionModel
     text_model: CLIPTextModel
     tokenizer: CLIPTokenizer
+    folder: Path | None = None
 
 
 def save_sd_components(components: SDComponents, folder: str | Path) -> Path:
@@ -242,21 +228,27 @@ def save_sd_components(components: SDComponents, folder: str | Path) -> Path:
 def load_sd_components(source: str | Path, *, download: bool = False) -> SDComponents:
     """Load VAE, UNet, CLIP text model and tokenizer from a diffusers-layout folder.
 
-    The architecture comes from each sub-folder's config; only safetensors weights are read
-    (a folder with only pickled ``.bin`` weights is refused). Weights are loaded as float32.
+    The architecture comes from each sub-folder's config, checked first (sizes bounded, the VAE's
+    latent channels against the UNet's input, the text width against the UNet's cross-attention:
+    :func:`diffris.models.sd_configs.check_sd_configs`); only safetensors weights are read (a
+    folder with only pickled ``.bin`` weights is refused), and every tensor the parts need must
+    be in them (diffusers would fill a missing one with random values). Weights are float32.
 
     Args:
         source: a local folder, or (only with ``download``) a Hugging Face Hub model id.
         download: allow fetching ``source`` from the Hub; off by default.
 
     Raises:
-        WeightsNotFoundError: a sub-folder or its safetensors weights are missing.
+        WeightsNotFoundError: a sub-folder, its config or its safetensors weights are missing,
+            malformed, or lack tensors.
+        CheckpointMismatchError: the parts do not fit together.
     """
     from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
     from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     variants: dict[str, str | None] = dict.fromkeys(_WEIGHT_STEMS)
+    folder: Path | None = None
     if not download:
         folder = Path(source)
         lookup = inspect_sd_folder(folder)
@@ -267,37 +259,47 @@ def load_sd_components(source: str | Path, *, download: bool = False) -> SDCompo
                 f"diffusers layout {', '.join(f'{n}/' for n in SD_SUBFOLDERS)}); pass "
                 f"--pretrained DIR or set {SD15_ENV} to a complete copy of Stable Diffusion 1.5"
             )
+        check_sd_configs(folder)
         variants = {sub: _safetensors_variant(folder, sub) for sub in _WEIGHT_STEMS}
-    common: dict[str, Any] = {"local_files_only": not download, "use_safetensors": True}
+    common: dict[str, Any] = {
+        "local_files_only": not download,
+        "use_safetensors": True,
+        "output_loading_info": True,
+    }
     # Plain loading: the low-memory path needs accelerate and, without it, diffusers warns on
     # every load before falling back to this very path.
     plain: dict[str, Any] = {**common, "torch_dtype": torch.float32, "low_cpu_mem_usage": False}
-    try:
-        unet = UNet2DConditionModel.from_pretrained(
-            source, subfolder="unet", variant=variants["unet"], **plain
+    loaders: dict[str, tuple[Any, dict[str, Any]]] = {
+        "unet": (UNet2DConditionModel, plain),
+        "vae": (AutoencoderKL, plain),
+        "text_encoder": (CLIPTextModel, {**common, "dtype": torch.float32}),
+    }
+    models: dict[str, Any] = {}
+    with quiet_hub_libraries():
+        for sub, (cls, options) in loaders.items():
+            with load_errors(source, sub):
+                model, info = cls.from_pretrained(
+                    source, subfolder=sub, variant=variants[sub], **options
+                )
+            check_loading_info(source, sub, info)
+            models[sub] = model
+        with load_errors(source, "tokenizer"):
+            tokenizer = CLIPTokenizer.from_pretrained(
+                source, subfolder="tokenizer", local_files_only=not download
+            )
+    vae, unet, text_model = models["vae"], models["unet"], models["text_encoder"]
+    vocab = int(text_model.config.vocab_size)
+    if folder is not None and len(tokenizer) > vocab:
+        raise CheckpointMismatchError(
+            f"the tokenizer and the text encoder of {folder} do not fit: tokenizer/ has "
+            f"{len(tokenizer)} tokens but text_encoder/config.json has vocab_size {vocab}; use "
+            "the tokenizer the text encoder was trained with"
         )
-        vae = AutoencoderKL.from_pretrained(
-            source, subfolder="vae", variant=variants["vae"], **plain
-        )
-        text_model = CLIPTextModel.from_pretrained(
-            source,
-            subfolder="text_encoder",
-            variant=variants["text_encoder"],
-            dtype=torch.float32,
-            **common,
-        )
-        tokenizer = CLIPTokenizer.from_pretrained(
-            source, subfolder="tokenizer", local_files_only=not download
-        )
-    except OSError as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise WeightsNotFoundError(
-            f"could not load Stable Diffusion from {source}: {reason}; check that the folder is a "
-            "complete diffusers-layout copy with safetensors weights"
-        ) from err
     for model in (vae, unet, text_model):
         _into_torch_memory(model)
-    return SDComponents(vae=vae, unet=unet, text_model=text_model, tokenizer=tokenizer)
+    return SDComponents(
+        vae=vae, unet=unet, text_model=text_model, tokenizer=tokenizer, folder=folder
+    )
 
 
 @torch.no_grad()

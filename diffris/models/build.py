@@ -15,6 +15,7 @@ exactly the ``sd15`` path (:func:`diffris.models.backbone.load_sd_components`).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -24,16 +25,13 @@ import torch
 
 from diffris.devices import resolve_device
 from diffris.errors import InputError, WeightsNotFoundError
-from diffris.models.backbone import (
-    FrozenBackbone,
-    SDComponents,
-    fingerprint,
-    load_sd_components,
-)
+from diffris.models.backbone import FrozenBackbone, SDComponents, load_sd_components
 from diffris.models.cp_adapter import CPAdapter, CPAdapterConfig
 from diffris.models.diffris import BackboneIdentity, DiffRIS, DiffRISConfig
+from diffris.models.fingerprint import FINGERPRINT_SCHEME, cached_module_digest, fingerprint
 from diffris.models.names import resolve_model
 from diffris.models.pcmrd import PCMRD, PCMRDConfig
+from diffris.models.sd_configs import SD_SCALING_FACTOR
 from diffris.models.text_encoder import FrozenTextEncoder, load_bundled_tokenizer
 from diffris.paths import (
     SD15_DOWNLOAD_COMMAND,
@@ -43,6 +41,8 @@ from diffris.paths import (
     inspect_sd_folder,
     sd15_candidates,
 )
+
+logger = logging.getLogger(__name__)
 
 #: The Hub id fetched only when downloading is explicitly allowed.
 SD15_HUB_ID = SD15_REPO_ID
@@ -346,22 +346,30 @@ def compose(
             f"unknown model option(s): {', '.join(unknown)}; valid: latent_scale, timestep, "
             "max_tokens, mask_threshold, cp_adapter, pcmrd"
         )
-    backbone = FrozenBackbone(components.vae, components.unet)
+    scale = float(components.vae.config.get("scaling_factor") or SD_SCALING_FACTOR)
+    if "latent_scale" not in options:
+        options["latent_scale"] = scale  # the VAE's own; an explicit latent_scale wins
+    elif options["latent_scale"] != scale:
+        logger.debug(
+            "latent_scale %s given; the VAE's config says %s", options["latent_scale"], scale
+        )
     max_tokens = options.get("max_tokens", DiffRISConfig.max_tokens)
+    positions = int(components.text_model.config.max_position_embeddings)
+    if max_tokens > positions:
+        raise InputError(
+            f"max_tokens {max_tokens} exceeds the text encoder's {positions} positions; use "
+            f"max_tokens <= {positions}"
+        )
+    backbone = FrozenBackbone(components.vae, components.unet)
     text_encoder = FrozenTextEncoder(
         components.text_model, components.tokenizer, max_tokens=max_tokens
     )
-    on_meta = backbone.unet.conv_in.weight.is_meta
     identity = BackboneIdentity(
         preset=preset,
-        fingerprint=""
-        if on_meta
-        else fingerprint(
-            [backbone.vae, backbone.unet, text_encoder.model],
-            extra=[str(len(components.tokenizer))],
-        ),
+        fingerprint=backbone_fingerprint(backbone, text_encoder, components.folder),
         text_dim=text_encoder.dim,
         feature_channels=backbone.feature_channels,
+        fingerprint_scheme=FINGERPRINT_SCHEME,
     )
     config = DiffRISConfig(
         backbone=identity,
@@ -384,6 +392,27 @@ def compose(
         decoder=decoder,
         config=config,
     )
+
+
+def backbone_fingerprint(
+    backbone: FrozenBackbone, text_encoder: FrozenTextEncoder, folder: Path | None
+) -> str:
+    """The scheme-2 fingerprint of a built backbone ("" on the ``meta`` device).
+
+    Args:
+        backbone: VAE encoder + UNet, as the model holds them (unused heads removed).
+        text_encoder: the CLIP text model and tokenizer.
+        folder: the diffusers-layout folder they were loaded from, whose files key the digest
+            cache; None (in-memory weights) hashes every tensor each time.
+    """
+    if backbone.unet.conv_in.weight.is_meta:
+        return ""
+    parts = (("vae", backbone.vae), ("unet", backbone.unet), ("text_encoder", text_encoder.model))
+    digests = [
+        cached_module_digest(module, None if folder is None else folder / sub)
+        for sub, module in parts
+    ]
+    return fingerprint(digests, extra=[str(len(text_encoder.tokenizer))])
 
 
 def tiny_head_configs() -> tuple[CPAdapterConfig, PCMRDConfig]:

@@ -10,7 +10,8 @@ A trained model is a folder of three files, none of them a pickle::
 
 The frozen backbone is not stored: it is rebuilt from its preset (``tiny``: deterministic; ``sd15``:
 the local Stable Diffusion folder), and its fingerprint must match the one the model was trained
-on. Loading checks every tensor's name and shape and reports all mismatches in one message.
+on (every tensor, :mod:`diffris.models.fingerprint`; a config of an older diffris records a
+partial, scheme-1 fingerprint, which is checked as such, with a warning). Loading checks every tensor's name and shape and reports all mismatches in one message.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import datetime
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import shutil
 import uuid
@@ -34,8 +36,10 @@ from diffris.errors import (
     OutputExistsError,
     WeightsNotFoundError,
 )
-from diffris.models.diffris import DiffRIS, DiffRISConfig
+from diffris.models.diffris import BackboneIdentity, DiffRIS, DiffRISConfig
+from diffris.models.fingerprint import FINGERPRINT_SCHEME, LEGACY_SCHEME, legacy_fingerprint
 from diffris.models.names import CONFIG_NAME, WEIGHTS_NAME
+from diffris.models.sd_configs import SD_SCALING_FACTOR
 from diffris.tensor_files import save_tensors
 
 logger = logging.getLogger(__name__)
@@ -136,6 +140,8 @@ def read_config(folder: str | os.PathLike[str]) -> DiffRISConfig:
         raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointMismatchError(f"{path} is not valid JSON: {err}") from err
+    except RecursionError as err:
+        raise CheckpointMismatchError(f"{path} is nested too deeply to be a config") from err
     architecture = raw.get("architecture") if isinstance(raw, dict) else None
     if architecture != ARCHITECTURE:
         raise CheckpointMismatchError(
@@ -160,7 +166,7 @@ def read_metadata(folder: str | os.PathLike[str]) -> dict[str, Any]:
     path = _check_folder(Path(folder).expanduser()) / METADATA_NAME
     try:
         return dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError, RecursionError) as err:
         raise CheckpointMismatchError(f"{path} is not a JSON object: {err}") from err
 
 
@@ -216,15 +222,8 @@ def load_trained(
             f"channels {tuple(expected.feature_channels)}; the {actual.preset} backbone has "
             f"{actual.text_dim} and {tuple(actual.feature_channels)}"
         )
-    if expected.fingerprint != actual.fingerprint:
-        message = (
-            f"{folder} was trained on the {expected.preset} backbone with fingerprint "
-            f"{expected.fingerprint}, but the loaded backbone has {actual.fingerprint} (other "
-            "weights, or another torch/diffusers version for tiny)"
-        )
-        if check_backbone:
-            raise CheckpointMismatchError(message + "; load the backbone it was trained on")
-        logger.warning("%s; loading anyway (check_backbone=False)", message)
+    _check_fingerprint(folder, model, expected, check_backbone)
+    _check_latent_scale(folder, model)
     weights = folder / WEIGHTS_NAME
     try:
         state = load_file(weights)
@@ -235,6 +234,62 @@ def load_trained(
     model.load_trainable_state_dict(state, source=str(weights))
     target = torch.device("cpu") if device is None else torch.device(device)
     return model.to(target).eval()
+
+
+def _check_fingerprint(
+    folder: Path, model: DiffRIS, expected: BackboneIdentity, check_backbone: bool
+) -> None:
+    """Refuse (or, without ``check_backbone``, warn about) a backbone other than the trained one.
+
+    A config written by an older diffris records a scheme-1 fingerprint (three tensors per
+    module); it is checked with that scheme, and a warning says the check was partial.
+    """
+    actual = model.config.backbone
+    scheme = expected.fingerprint_scheme
+    if scheme > FINGERPRINT_SCHEME:
+        raise CheckpointMismatchError(
+            f"{folder / CONFIG_NAME} records a backbone fingerprint of scheme {scheme}; diffris "
+            f"{__version__} knows schemes up to {FINGERPRINT_SCHEME}: upgrade diffris"
+        )
+    found = actual.fingerprint
+    if scheme == LEGACY_SCHEME:
+        parts = [model.backbone.vae, model.backbone.unet, model.text_encoder.model]
+        found = legacy_fingerprint(parts, extra=[str(len(model.text_encoder.tokenizer))])
+    if expected.fingerprint != found:
+        message = (
+            f"{folder} was trained on the {expected.preset} backbone with fingerprint "
+            f"{expected.fingerprint}, but the loaded backbone has {found} (other "
+            "weights, or another torch/diffusers version for tiny)"
+        )
+        if check_backbone:
+            raise CheckpointMismatchError(message + "; load the backbone it was trained on")
+        logger.warning("%s; loading anyway (check_backbone=False)", message)
+    elif scheme == LEGACY_SCHEME:
+        logger.warning(
+            "%s was saved by an older diffris, whose backbone fingerprint covers only a few "
+            "tensors: the backbone was checked only that far; save the model again "
+            "(save_trained(load_trained(folder), new_folder)) to record the full fingerprint",
+            folder,
+        )
+
+
+def _check_latent_scale(folder: Path, model: DiffRIS) -> None:
+    """Warn when the backbone's VAE config asks for another latent scale than the trained one.
+
+    The trained heads only ever saw latents at the recorded ``latent_scale``, so that one is used;
+    a folder that says otherwise (and is not SD-1.x's own 0.18215) is worth a word.
+    """
+    trained = model.config.latent_scale
+    folder_scale = model.backbone.vae.config.get("scaling_factor") or SD_SCALING_FACTOR
+    if folder_scale != SD_SCALING_FACTOR and not math.isclose(folder_scale, trained):
+        logger.warning(
+            "%s was trained with latent_scale %s but the backbone's VAE config says "
+            "scaling_factor %s; using %s, the scale the trained heads expect",
+            folder,
+            trained,
+            folder_scale,
+            trained,
+        )
 
 
 def _check_folder(folder: Path) -> Path:

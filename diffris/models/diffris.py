@@ -38,16 +38,19 @@ class BackboneIdentity(Config):
 
     Attributes:
         preset: the preset that built it (``tiny``, ``sd15``).
-        fingerprint: hash of the frozen weights (see :func:`diffris.models.backbone.fingerprint`);
+        fingerprint: hash of the frozen weights (see :mod:`diffris.models.fingerprint`);
             empty when unknown (built on the ``meta`` device).
         text_dim: width D of the text features (768 for SD-1.5).
         feature_channels: channels of the four UNet decoder maps, coarse to fine.
+        fingerprint_scheme: how ``fingerprint`` was computed: 2 hashes every tensor; 1 (what a
+            config without this field was written with, by older diffris) three per module.
     """
 
     preset: str = "tiny"
     fingerprint: str = ""
     text_dim: int = 0
     feature_channels: tuple[int, ...] = ()
+    fingerprint_scheme: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +60,9 @@ class DiffRISConfig(Config):
     Attributes:
         backbone: identity of the frozen backbone.
         latent_scale: multiplier of the VAE posterior mean (choice: 0.18215, what SD-1.5's UNet
-            was trained on; VPD uses 1.0, the unscaled mean).
+            was trained on; VPD uses 1.0, the unscaled mean). A preset built without an
+            explicit value takes the VAE config's ``scaling_factor``; a trained model keeps the
+            value it was trained with.
         timestep: the timestep the UNet is told on its single noise-free pass (choice: 1, as VPD).
         max_tokens: text tokens per prompt (CLIP: 77).
         mask_threshold: probability above which a pixel belongs to the mask.
@@ -351,6 +356,11 @@ class DiffRIS(nn.Module):
             f"{tuple(tensor.shape)}"
             for name, tensor in expected.items()
             if name in state and state[name].shape != tensor.shape
+        ]
+        problems += [
+            f"{name} is {str(state[name].dtype).removeprefix('torch.')}, not a float tensor"
+            for name, tensor in expected.items()
+            if name in state and tensor.is_floating_point() and not state[name].is_floating_point()
         ]
         if problems:
             where = f"{source} " if source else ""
