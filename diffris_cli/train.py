@@ -251,6 +251,9 @@ def train(
     given = {key: value for key, value in overrides.items() if value is not None}
     config: TrainConfig | None
     if resume is not None:
+        from diffris.train.run_folder import check_run_folder
+
+        check_run_folder(resume, resume=True, overwrite=overwrite)  # before reading its config
         # only what the user actually set is compared with the saved run
         config = None if not (given or base) else _resume_check(resume, base, given)
     else:
