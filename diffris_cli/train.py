@@ -75,7 +75,12 @@ def train(
     ] = None,
     resume: Annotated[
         Path | None,
-        _flag("Continue the run saved in this folder, exactly where it stopped.", _RUN, "--resume"),
+        _flag(
+            "Continue the run saved in this folder exactly where it stopped (from step 0 if it "
+            "saved no state yet), with the launch options it was started with.",
+            _RUN,
+            "--resume",
+        ),
     ] = None,
     overwrite: OverwriteOption = False,
     config_file: Annotated[

@@ -1,10 +1,11 @@
-"""The training recipe (saved as the run's ``config.yaml``) and the launch options (not saved).
+"""The training recipe and the launch options, both saved in the run's ``config.yaml``.
 
 :class:`TrainConfig` holds everything that decides *what* is computed: data, model, optimiser,
-schedule, loss, precision, seed, the per-device micro-batch. Two runs with the same config give
-the same losses step for step. :class:`LaunchOptions` holds what only decides *how* it runs
-(process count, data-loader workers, threads, how often the state is saved); a resumed run may
-change those freely.
+schedule, loss, precision, seed, the per-device micro-batch; a resumed run refuses to change it.
+:class:`LaunchOptions` holds *how* it runs (process count, data-loader workers, threads, how
+often the state is saved). Some of those change the last bits of the losses (processes, threads,
+device kind), so ``--resume`` restores them all and warns about any given differently (see
+:mod:`diffris.train.resume`).
 
 Defaults are the paper's (section 4.1.3, see MODEL.md): AdamW, weight decay 0.01, global batch
 32, 40 epochs, 512² input, no augmentation, best epoch by validation oIoU. Where the paper is
@@ -220,7 +221,7 @@ class TrainConfig(Config):
 
 @dataclasses.dataclass(frozen=True)
 class LaunchOptions(Config):
-    """How a run executes; changing these never changes its losses (for a fixed config).
+    """How a run executes; restored by ``--resume`` (threads and processes change the last bits).
 
     Attributes:
         gpus: CUDA processes to start (one per device, NCCL); 0 = CPU processes (gloo).

@@ -2,14 +2,16 @@
 
 ::
 
-    <run>/config.yaml        the TrainConfig (everything needed to reproduce the run) + launch info
+    <run>/config.yaml        the TrainConfig and the LaunchOptions (restored by --resume)
     <run>/metrics.jsonl      one JSON object per logged step and per epoch (validation scores)
     <run>/best/              trained-model folder of the epoch with the best validation oIoU
     <run>/last/              trained-model folder of the last finished epoch
     <run>/state/             the resumable state (see :mod:`diffris.train.state`)
     <run>/latents.safetensors  the VAE latent cache (``cache_latents``), reused on resume
 
-Only rank 0 writes here. Every file is replaced atomically, and ``metrics.jsonl`` is cut back on
+A run killed before its first state save (``config.yaml``, no ``state/``) is resumable: it
+starts again from step 0. Only rank 0 writes here, and never through a symbolic link planted
+under one of these names (:func:`check_fixed_names`). Every file is replaced atomically, and ``metrics.jsonl`` is cut back on
 resume to what the saved state had seen, so a resumed run's log reads like an uninterrupted one.
 """
 
@@ -169,6 +171,8 @@ def start_run_folder(run: RunFolder, *, overwrite: bool) -> None:
             logger.info("--overwrite: removing the previous run in %s", run.root)
             shutil.rmtree(run.root)
         run.root.mkdir(parents=True, exist_ok=True)
+        for stale in run.root.glob(f".{CONFIG_NAME}.tmp-*"):  # of a run killed at its start
+            stale.unlink()
     except OSError as err:
         raise OutputNotWritableError(
             f"cannot create the run folder {run.root}: {_cut(err.strerror or err)}; choose "

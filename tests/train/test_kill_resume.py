@@ -1,6 +1,7 @@
 """A run killed with SIGKILL mid-training resumes exactly: the same losses, step for step."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from diffris.train import train
-from diffris.train.run_folder import read_metrics
+from diffris.train.run_folder import RunFolder, read_launch, read_metrics
 from diffris.train.state import has_state, load_state
 from diffris_cli.train import train as train_command
 from tests.train.helpers import quick_launch, small_config, step_losses
@@ -67,7 +68,9 @@ def test_sigkill_then_resume_gives_the_uninterrupted_losses(
     assert (run / "best" / "model.safetensors").is_file()
 
 
-def test_resume_refuses_changed_options_and_a_missing_config(synth_root: Path, tmp_path: Path) -> None:
+def test_resume_refuses_changed_options_and_a_missing_config(
+    synth_root: Path, tmp_path: Path
+) -> None:
     app = typer.Typer()
     app.command()(train_command)
     runner = CliRunner()
@@ -196,3 +199,19 @@ def test_resume_alone_restores_the_launch_options_that_change_numbers(
     )
     assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
     assert step_losses(run) == expected  # exact, step for step
+
+
+def test_resume_with_another_thread_count_warns_and_config_yaml_keeps_the_original(
+    synth_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = tmp_path / "run"
+    threads = torch.get_num_threads()
+    try:
+        train(small_config(synth_root), run, launch=quick_launch(max_steps=1))
+        with caplog.at_level(logging.WARNING, logger="diffris"):
+            train(None, run, launch=quick_launch(threads=2, max_steps=2), resume=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert "--threads 2 (saved: 1)" in caplog.text and "last bits" in caplog.text
+    assert read_launch(RunFolder(run))[0].threads == 1
+    assert step_losses(run).keys() == {1, 2}
