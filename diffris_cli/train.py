@@ -75,7 +75,12 @@ def train(
     ] = None,
     resume: Annotated[
         Path | None,
-        _flag("Continue the run saved in this folder, exactly where it stopped.", _RUN, "--resume"),
+        _flag(
+            "Continue the run saved in this folder exactly where it stopped (from step 0 if it "
+            "saved no state yet), with the launch options it was started with.",
+            _RUN,
+            "--resume",
+        ),
     ] = None,
     overwrite: OverwriteOption = False,
     config_file: Annotated[
@@ -251,13 +256,21 @@ def train(
     given = {key: value for key, value in overrides.items() if value is not None}
     config: TrainConfig | None
     if resume is not None:
+        from diffris.train.run_folder import check_run_folder
+
+        check_run_folder(resume, resume=True, overwrite=overwrite)  # before reading its config
         # only what the user actually set is compared with the saved run
         config = None if not (given or base) else _resume_check(resume, base, given)
     else:
         if dataset is None and "dataset" not in base:
             raise InputError(f"no --dataset given; choose one of: {', '.join(TRAIN_DATASETS)}")
         config = build_config(base, overrides)
-    launch = _launch_options(gpus, procs, workers, threads, save_every, max_steps, deterministic)
+    launch_flags = (gpus, procs, workers, threads, save_every, max_steps, deterministic)
+    launch = (
+        _resumed_launch(resume, *launch_flags)
+        if resume is not None
+        else _launch_options(*launch_flags)
+    )
     with training_progress(quiet=quiet or as_json) as on_event:
         result = run_training(
             config,
@@ -289,6 +302,34 @@ def _resume_check(folder: Path, base: dict[str, Any], given: dict[str, Any]) -> 
 
     saved = read_config(RunFolder(folder)).to_dict()
     return build_config({**saved, **base}, given)
+
+
+def _resumed_launch(
+    folder: Path,
+    gpus: int | None,
+    procs: int | None,
+    workers: int | None,
+    threads: int | None,
+    save_every: int | None,
+    max_steps: int | None,
+    deterministic: bool,
+) -> LaunchOptions:
+    """The run's saved launch options with the flags actually given applied (the library warns
+    about those that change the numbers)."""
+    from diffris.train.resume import resume_launch
+
+    if gpus is not None and gpus > 0 and procs not in (None, 1):
+        raise InputError(f"--procs {procs} is for CPU training; with --gpus {gpus} leave it out")
+    values: dict[str, Any] = {
+        "gpus": 0 if gpus is None and procs is not None else gpus,  # --procs means CPU
+        "procs": 1 if gpus else procs,
+        "workers": workers,
+        "threads": threads,
+        "save_every": save_every,
+        "max_steps": max_steps,
+        "deterministic": deterministic or None,
+    }
+    return resume_launch(folder, **{k: v for k, v in values.items() if v is not None})
 
 
 def _launch_options(

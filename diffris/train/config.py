@@ -1,10 +1,11 @@
-"""The training recipe (saved as the run's ``config.yaml``) and the launch options (not saved).
+"""The training recipe and the launch options, both saved in the run's ``config.yaml``.
 
 :class:`TrainConfig` holds everything that decides *what* is computed: data, model, optimiser,
-schedule, loss, precision, seed, the per-device micro-batch. Two runs with the same config give
-the same losses step for step. :class:`LaunchOptions` holds what only decides *how* it runs
-(process count, data-loader workers, threads, how often the state is saved); a resumed run may
-change those freely.
+schedule, loss, precision, seed, the per-device micro-batch; a resumed run refuses to change it.
+:class:`LaunchOptions` holds *how* it runs (process count, data-loader workers, threads, how
+often the state is saved). Some of those change the last bits of the losses (processes, threads,
+device kind), so ``--resume`` restores them all and warns about any given differently (see
+:mod:`diffris.train.resume`).
 
 Defaults are the paper's (section 4.1.3, see MODEL.md): AdamW, weight decay 0.01, global batch
 32, 40 epochs, 512² input, no augmentation, best epoch by validation oIoU. Where the paper is
@@ -16,6 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
+from typing import Any
 
 from diffris.config import Config
 from diffris.devices import Precision
@@ -26,6 +30,43 @@ from diffris.models.pcmrd import PCMRDConfig
 #: Datasets ``TrainConfig.dataset`` accepts; ``synthetic`` is a folder written by
 #: :func:`diffris.data.synthetic.write_dataset` in any of the three layouts.
 TRAIN_DATASETS = ("rrsisd", "refsegrs", "risbench", "synthetic")
+
+
+_KINDS: dict[type, tuple[type, ...]] = {
+    bool: (bool,),
+    int: (int,),
+    float: (int, float),
+    str: (str,),
+}
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a text"}
+
+
+def check_types(config: Any) -> None:
+    """Refuse a field of a plain type (bool, int, float, str, optionally None) that holds another.
+
+    A config read from YAML can hold anything (``epochs: "ten"``); this names the field instead
+    of failing later in a comparison.
+
+    Raises:
+        InputError: ``--<field> <value> is not <kind>``.
+    """
+    hints = typing.get_type_hints(type(config))
+    for field in dataclasses.fields(config):
+        hint, value = hints[field.name], getattr(config, field.name)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            if value is None:
+                continue
+            options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+            hint = options[0] if len(options) == 1 else None
+        kinds = _KINDS.get(hint)  # type: ignore[arg-type]
+        if kinds is None:
+            continue
+        if not isinstance(value, kinds) or (hint is not bool and isinstance(value, bool)):
+            shown = repr(value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise InputError(
+                f"--{field.name.replace('_', '-')} {shown} is not {_KIND_NAMES[hint]}"  # type: ignore[index]
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +170,7 @@ class TrainConfig(Config):
     val_every: int = 1
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.dataset not in TRAIN_DATASETS:
             raise InputError(
                 f"--dataset {self.dataset!r} is not one of: {', '.join(TRAIN_DATASETS)}"
@@ -179,7 +221,7 @@ class TrainConfig(Config):
 
 @dataclasses.dataclass(frozen=True)
 class LaunchOptions(Config):
-    """How a run executes; changing these never changes its losses (for a fixed config).
+    """How a run executes; restored by ``--resume`` (threads and processes change the last bits).
 
     Attributes:
         gpus: CUDA processes to start (one per device, NCCL); 0 = CPU processes (gloo).
@@ -204,6 +246,7 @@ class LaunchOptions(Config):
     log_every: int = 1
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.gpus < 0 or self.procs < 1:
             raise InputError(f"--gpus {self.gpus} must be ≥ 0 and --procs {self.procs} ≥ 1")
         if self.workers < 0 or self.save_every < 0 or self.log_every < 1:

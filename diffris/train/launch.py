@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
-from diffris.errors import DiffrisError, InputError, WeightsNotFoundError
+from diffris.errors import DiffrisError, InputError, OutputNotWritableError, WeightsNotFoundError
 from diffris.paths import SD15_ENV, inspect_sd_folder
+from diffris.train import state as state_io
 from diffris.train.config import LaunchOptions, TrainConfig
 from diffris.train.data import open_split
 from diffris.train.distributed import (
@@ -30,6 +31,7 @@ from diffris.train.distributed import (
     torchrun_env,
 )
 from diffris.train.events import TrainResult
+from diffris.train.resume import default_threads, restored_launch, with_threads
 from diffris.train.run_folder import (
     RunFolder,
     check_run_folder,
@@ -86,29 +88,67 @@ def check_pretrained(config: TrainConfig) -> None:
         )
 
 
+def check_devices(launch: LaunchOptions, *, resume: bool) -> None:
+    """Refuse more ``--gpus`` than this machine has, before anything is written.
+
+    Raises:
+        InputError: naming the count and the fix.
+    """
+    if launch.gpus == 0:
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if launch.gpus > count:
+        origin = "this run was launched with" if resume else "asked for"
+        raise InputError(
+            f"{origin} --gpus {launch.gpus} but this machine has {count} CUDA device(s); pass "
+            "--gpus 0 to train on the CPU"
+            + (" (the numbers then differ in the last bits)" if resume else "")
+        )
+
+
+def _check_state(run: RunFolder, config: TrainConfig, samples: int) -> None:
+    """A resumed run's saved state, if any, must be intact and belong to this run."""
+    if not state_io.has_state(run.root):
+        logger.info("%s saved no training state yet: it starts again from step 0", run.root)
+        return
+    meta = state_io.read_pointer(run.root)
+    state_io.check_position(
+        run.root, meta, steps_per_epoch=samples // config.batch_size, epochs=config.epochs
+    )
+    state_io.verify_tensors(run.root, meta)
+
+
 def prepare(
     config: TrainConfig | None,
     output: Path,
-    launch: LaunchOptions,
+    launch: LaunchOptions | None,
     *,
-    world_size: int,
+    world_size: int | None = None,
     resume: bool,
     overwrite: bool,
-) -> tuple[TrainConfig, RunFolder]:
-    """Check the request and set up the run folder; the config with ``device_batch`` fixed.
+) -> tuple[TrainConfig, RunFolder, LaunchOptions]:
+    """Check the request and set up the run folder.
 
     Args:
         config: the recipe; None with ``resume`` (the saved one is used).
         output: the run folder.
-        launch: how it runs.
-        world_size: training processes in total.
-        resume: continue the run saved in ``output``.
+        launch: how it runs; None with ``resume``: as saved (see :mod:`diffris.train.resume`).
+        world_size: processes in total under torchrun; None: ``launch.world_size``.
+        resume: continue the run saved in ``output`` (from step 0 if it saved no state yet).
         overwrite: replace a previous run in ``output``.
+
+    Returns:
+        The config with ``device_batch`` fixed, the run folder, the launch options with the
+        thread count fixed.
 
     Raises:
         DiffrisError: one line naming what is wrong and the fix.
     """
     run = check_run_folder(output, resume=resume, overwrite=overwrite)
+    launch = restored_launch(run, launch, world=world_size) if resume else launch or LaunchOptions()
+    world = world_size or launch.world_size
+    if world_size is None:
+        check_devices(launch, resume=resume)
     if resume:
         saved = read_config(run)
         if config is not None and (changed := differences(config, saved)):
@@ -117,11 +157,12 @@ def prepare(
                 f"{'; '.join(changed)}; drop them, or start a new run"
             )
         config = saved
-        config.micro_batches(world_size)  # the saved device batch must fit this launch
+        config.micro_batches(world)  # the saved device batch must fit this launch
     elif config is None:
         raise InputError("no training configuration given; pass --dataset and --data-root")
     else:
-        config = config.for_world(world_size)
+        config = config.for_world(world)
+        launch = with_threads(launch, world)
     check_pretrained(config)
     train_set = open_split(config.dataset, config.data_root, config.train_split)
     if len(train_set) < config.batch_size:
@@ -131,10 +172,17 @@ def prepare(
         )
     if config.val_split:
         open_split(config.dataset, config.data_root, config.val_split)
-    if not resume:
+    if resume:
+        _check_state(run, config, len(train_set))
+    else:
         start_run_folder(run, overwrite=overwrite)
-        write_config(run, config, launch, world_size)
-    return config, run
+        try:
+            write_config(run, config, launch, world)
+        except OSError as err:
+            raise OutputNotWritableError(
+                f"cannot write {run.config}: {err.strerror or err}; free space or choose another -o"
+            ) from err
+    return config, run, launch
 
 
 def run_worker(
@@ -160,11 +208,8 @@ def run_worker(
 
 
 def _set_threads(launch: LaunchOptions, ctx: DistContext) -> None:
-    if launch.threads is not None:
-        torch.set_num_threads(launch.threads)
-    elif ctx.device.type == "cpu" and ctx.world_size > 1:
-        local = min(ctx.world_size, int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+    # prepare() fixed the count (and config.yaml records it), so a resumed run uses the same
+    torch.set_num_threads(launch.threads or default_threads(launch, ctx.world_size))
 
 
 def train(
@@ -184,8 +229,10 @@ def train(
     Args:
         config: the recipe (see :class:`TrainConfig`); None with ``resume``.
         output: the run folder (see :mod:`diffris.train.run_folder`).
-        launch: processes, workers, threads, state-saving interval.
-        resume: continue the state saved in ``output`` exactly where it stopped.
+        launch: processes, workers, threads, state-saving interval; None: the defaults, or with
+            ``resume`` the saved ones (see :mod:`diffris.train.resume`).
+        resume: continue the state saved in ``output`` exactly where it stopped (from step 0
+            if it saved none yet).
         overwrite: replace an existing run in ``output``.
         on_event: receives rank 0's :class:`~diffris.train.events.StepEvent` and
             :class:`~diffris.train.events.EpochEvent` objects in this process.
@@ -196,15 +243,12 @@ def train(
     Raises:
         DiffrisError: a user error (one line), or :class:`TrainingDivergedError` on a NaN loss.
     """
-    launch = launch or LaunchOptions()
     root = Path(output).expanduser()
     env = torchrun_env()
     if env is not None:
         return _train_torchrun(env, config, root, launch, resume, overwrite, on_event)
+    config, run, launch = prepare(config, root, launch, resume=resume, overwrite=overwrite)
     world = launch.world_size
-    config, run = prepare(
-        config, root, launch, world_size=world, resume=resume, overwrite=overwrite
-    )
     if world == 1:
         ctx = init_process(0, 1, 0, use_cuda=launch.gpus > 0)
         return run_worker(ctx, config, str(run.root), launch, resume, emit=on_event)
@@ -221,7 +265,7 @@ def _train_torchrun(
     env: tuple[int, int, int],
     config: TrainConfig | None,
     root: Path,
-    launch: LaunchOptions,
+    launch: LaunchOptions | None,
     resume: bool,
     overwrite: bool,
     on_event: Emit | None,
@@ -232,10 +276,10 @@ def _train_torchrun(
         verdict: tuple[str, Any]
         if ctx.is_main:
             try:
-                prepared, _ = prepare(
+                prepared, _, resolved_launch = prepare(
                     config, root, launch, world_size=world, resume=resume, overwrite=overwrite
                 )
-                verdict = ("ok", prepared.to_dict())
+                verdict = ("ok", (prepared.to_dict(), resolved_launch.to_dict()))
             except DiffrisError as error:
                 verdict = ("error", str(error))
                 broadcast_from_main(verdict, ctx)
@@ -243,9 +287,10 @@ def _train_torchrun(
         verdict = broadcast_from_main(verdict if ctx.is_main else None, ctx)
         if verdict[0] == "error":
             raise DiffrisError(f"rank 0 refused the run: {verdict[1]}")
-        resolved = TrainConfig.from_dict(verdict[1])
+        resolved = TrainConfig.from_dict(verdict[1][0])
+        options = LaunchOptions.from_dict(verdict[1][1])
         return run_worker(
-            ctx, resolved, str(root), launch, resume, emit=on_event if ctx.is_main else None
+            ctx, resolved, str(root), options, resume, emit=on_event if ctx.is_main else None
         )
     finally:
         shutdown()

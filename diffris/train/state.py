@@ -206,6 +206,110 @@ def save_state(run: Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> P
     return target
 
 
+#: The values every state.json holds, and their JSON types.
+_POINTER_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "global_step": int,
+    "epoch": int,
+    "step_in_epoch": int,
+    "world_size": int,
+    "metrics_bytes": int,
+    "tensors": str,
+    "sha256": str,
+    "epoch_loss": list,
+    "optimizer": dict,
+    "scaler": dict,
+    "rng": dict,
+}
+
+
+def _damaged(pointer: Path, problem: str) -> CheckpointMismatchError:
+    return CheckpointMismatchError(
+        f"{pointer}: the state is damaged ({problem}); restore the run folder from a backup, or "
+        "start over with --overwrite"
+    )
+
+
+def read_pointer(run: Path) -> dict[str, Any]:
+    """The values of ``state.json``, their types and ranges checked (the tensors are not read).
+
+    Raises:
+        InputNotFoundError: ``run`` holds no state.
+        CheckpointMismatchError: the file is not a state this diffris wrote.
+    """
+    pointer = state_dir(run) / POINTER_NAME
+    if not pointer.is_file():
+        raise InputNotFoundError(
+            f"{run} holds no training state ({STATE_DIR}/{POINTER_NAME} is missing); "
+            "start a new run instead of --resume"
+        )
+    try:
+        meta = json.loads(pointer.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise _damaged(pointer, f"not valid JSON ({str(err)[:80]})") from err
+    if not isinstance(meta, dict):
+        raise _damaged(pointer, "not a JSON object")
+    if meta.get("format") != STATE_FORMAT:
+        raise CheckpointMismatchError(
+            f"{pointer} has state format {str(meta.get('format'))[:40]!r}; this diffris reads "
+            f"{STATE_FORMAT}"
+        )
+    _check_fields(pointer, meta, ("global_step", "tensors", "sha256"))
+    name = meta["tensors"]
+    if Path(name).name != name or not name.startswith("tensors-"):
+        raise _damaged(pointer, f"tensor file name {name[:60]!r} is not a file of {STATE_DIR}/")
+    return meta
+
+
+def _check_fields(pointer: Path, meta: dict[str, Any], required: tuple[str, ...]) -> None:
+    """Every field of ``meta`` listed in ``_POINTER_FIELDS`` has its type and range."""
+    for name, kind in _POINTER_FIELDS.items():
+        if name not in meta and name not in required:
+            continue
+        value = meta.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise _damaged(
+                pointer, f"{name!r} is missing or not a {getattr(kind, '__name__', kind)}"
+            )
+        if kind is int and value < (1 if name == "world_size" else 0):
+            raise _damaged(pointer, f"{name} {value} is out of range")
+
+
+def check_position(run: Path, meta: dict[str, Any], *, steps_per_epoch: int, epochs: int) -> None:
+    """Refuse a state that lacks what a trainer restores, or whose position is not in this run.
+
+    Raises:
+        CheckpointMismatchError: a missing value, or epoch, step or global step outside the run.
+    """
+    pointer = state_dir(run) / POINTER_NAME
+    _check_fields(pointer, meta, tuple(_POINTER_FIELDS))  # all that a trainer restores
+    epoch, step, global_step = meta["epoch"], meta["step_in_epoch"], meta["global_step"]
+    if epoch > epochs or step >= steps_per_epoch or (epoch == epochs and step):
+        raise _damaged(
+            pointer,
+            f"epoch {epoch}, step {step} lies outside this run ({epochs} epochs of "
+            f"{steps_per_epoch} steps)",
+        )
+    if global_step != epoch * steps_per_epoch + step:
+        raise _damaged(pointer, f"global step {global_step} is not epoch x steps + step")
+
+
+def verify_tensors(run: Path, meta: dict[str, Any]) -> Path:
+    """The state's tensor file, after checking its SHA-256 against ``state.json``.
+
+    Raises:
+        CheckpointMismatchError: the file is missing, not a regular file, or altered.
+    """
+    pointer = state_dir(run) / POINTER_NAME
+    tensor_file = state_dir(run) / meta["tensors"]
+    if tensor_file.is_symlink() or not tensor_file.is_file():
+        raise _damaged(pointer, f"its tensor file {tensor_file.name} is missing")
+    if _sha256(tensor_file) != meta["sha256"]:
+        raise _damaged(
+            pointer, f"{tensor_file.name} does not match its SHA-256 (truncated or altered)"
+        )
+    return tensor_file
+
+
 def load_state(run: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """The tensors and values of the state saved in ``run``.
 
@@ -216,25 +320,8 @@ def load_state(run: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    pointer = state_dir(run) / POINTER_NAME
-    if not pointer.is_file():
-        raise InputNotFoundError(
-            f"{run} holds no training state ({STATE_DIR}/{POINTER_NAME} is missing); "
-            "start a new run instead of --resume"
-        )
-    try:
-        meta = json.loads(pointer.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointMismatchError(f"{pointer} is not valid JSON: {err}") from err
-    if meta.get("format") != STATE_FORMAT:
-        raise CheckpointMismatchError(
-            f"{pointer} has state format {meta.get('format')!r}; this diffris reads {STATE_FORMAT}"
-        )
-    tensor_file = state_dir(run) / str(meta.get("tensors"))
-    if not tensor_file.is_file() or _sha256(tensor_file) != meta.get("sha256"):
-        raise CheckpointMismatchError(
-            f"{tensor_file} is missing or does not match {pointer}; the state is damaged"
-        )
+    meta = read_pointer(run)
+    tensor_file = verify_tensors(run, meta)
     try:
         tensors = load_file(tensor_file)
     except (SafetensorError, OSError) as err:

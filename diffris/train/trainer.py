@@ -143,9 +143,13 @@ class Trainer:
     # -- the run --------------------------------------------------------------------------------
 
     def fit(self, *, resume: bool) -> TrainResult:
-        """Train to the end (or ``launch.max_steps``), validating and saving on the way."""
+        """Train to the end (or ``launch.max_steps``), validating and saving on the way.
+
+        With ``resume``, continue from the saved state (from step 0 if there is none yet).
+        """
         started = time.perf_counter()
-        keep_bytes = self._restore() if resume else None
+        # a run killed before its first save has no state: it starts again from step 0
+        keep_bytes = self._restore() if resume and state_io.has_state(self.run.root) else None
         if self.ctx.is_main:
             self.metrics = MetricsLog(self.run.metrics, keep_bytes=keep_bytes)
         net = wrap_heads(self.model, self.ctx)
