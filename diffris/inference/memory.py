@@ -10,7 +10,8 @@ own weights and activations come on top; ``benchmarks/`` measures them):
 - the model's output for one batch: (B, P, T, T) float32 probabilities;
 - GDAL's block cache (``GDAL_CACHEMAX``; GDAL's default is 5 % of the RAM).
 
-10,000 prompts on a 256 x 256 scene is about 22 GiB: the prompts, not the scene, set the size.
+10,000 prompts on a 256 x 256 scene need about 22.6 GiB plus the cache: the prompts, not the
+scene, set the size.
 """
 
 from __future__ import annotations
