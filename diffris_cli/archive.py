@@ -12,7 +12,7 @@ import typer
 
 from diffris.errors import InputError
 from diffris_cli.console import out_console
-from diffris_cli.errors import stop_on_sigterm, user_errors
+from diffris_cli.errors import sigterm_stops, user_errors
 from diffris_cli.helptext import DiffrisCommand
 from diffris_cli.logs import add_log_file
 from diffris_cli.options import (
@@ -63,6 +63,9 @@ def _backend(workers: int, gpus: int, scheduler: str | None, threads: int | None
 
 
 @user_errors
+# cron and systemd stop jobs with SIGTERM: like Ctrl-C, the runner returns running scenes to
+# pending and stops its workers (one line, exit 143)
+@sigterm_stops()
 def archive(
     source: Annotated[
         str,
@@ -210,9 +213,6 @@ def archive(
         pretrained=pretrained,
     )
     suffix = ".zarr" if options.format is not None and options.format.value == "zarr" else ".tif"
-    # cron and systemd stop jobs with SIGTERM: like Ctrl-C, the runner returns running scenes
-    # to pending and stops its workers (exit 143, one line).
-    stop_on_sigterm()
     with progress_bars("scenes", quiet=quiet or as_json) as progress_for:
         update = progress_for("archive", 0)
 

@@ -6,7 +6,7 @@
 - an allocation that failed (``MemoryError``, torch's "can't allocate memory"): one line with
   the fixes, exit 1;
 - Ctrl-C: ``interrupted``, exit 130; SIGTERM (cron, systemd, ``kill``), once
-  :func:`stop_on_sigterm` is installed: ``terminated``, exit 143 (128 + 15, what a shell reports
+  :func:`sigterm_stops` is active: ``terminated``, exit 143 (128 + 15, what a shell reports
   for a process SIGTERM killed), after the same clean-up as Ctrl-C;
 - anything else: ``internal error: <Type>: <message>``, exit 1, the traceback only with
   ``--debug``.
@@ -16,11 +16,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
 import signal
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
 
 import typer
@@ -62,12 +64,23 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
-def stop_on_sigterm() -> None:
-    """Make SIGTERM stop the command cleanly (temporary outputs removed, one line, exit 143).
+@contextlib.contextmanager
+def sigterm_stops() -> Iterator[None]:
+    """While active, SIGTERM stops the command cleanly: like Ctrl-C every ``finally`` and sink
+    abort runs (the output in progress is removed), then one line and exit 143 (see
+    :func:`user_errors`). The previous handler comes back afterwards.
 
-    Call it from the main thread of a command that writes outputs.
+    Also a decorator; put it under ``@user_errors``. Outside the main thread (where Python
+    cannot set handlers) it does nothing.
     """
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def debug_enabled() -> bool:

@@ -11,7 +11,7 @@ import typer
 
 from diffris.errors import InputError
 from diffris_cli.console import out_console
-from diffris_cli.errors import stop_on_sigterm, user_errors
+from diffris_cli.errors import sigterm_stops, user_errors
 from diffris_cli.options import (
     BandsOption,
     BatchSizeOption,
@@ -60,6 +60,7 @@ def gather_prompts(texts: list[str] | None, prompt_file: Path | None) -> list[Pr
 
 
 @user_errors
+@sigterm_stops()  # a clean stop: the output in progress removed, one line, exit 143
 def segment(
     scenes: Annotated[
         list[str],
@@ -179,7 +180,6 @@ def segment(
     from diffris.inference.segment import open_scene
     from diffris_cli.progress import progress_bars
 
-    stop_on_sigterm()  # from here on outputs are written: SIGTERM removes the one in progress
     predictor, model_id = load_predictor(
         model,
         prompts,
