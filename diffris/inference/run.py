@@ -180,7 +180,7 @@ def preflight(
                 estimate.total,
                 scene=str(scene),
                 prompts=len(prompts),
-                batch_size=options.batch_size,
+                batch_size=min(options.batch_size, len(grid)),  # a batch holds at most this
                 budget=max_memory,
             )
         except DiffrisError as error:

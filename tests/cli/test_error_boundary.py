@@ -4,13 +4,14 @@ disk, and any unexpected exception become one line (a traceback only with --debu
 from __future__ import annotations
 
 import errno
+import signal
 import sqlite3
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from diffris_cli.errors import EXIT_FAILURE, user_errors
+from diffris_cli.errors import EXIT_FAILURE, sigterm_stops, user_errors
 
 runner = CliRunner()
 
@@ -50,9 +51,31 @@ def test_an_os_error_of_the_machine_is_one_line_naming_the_file(code, expected):
     assert expected in _line(OSError(code, "strerror", "/data/out/ledger"))
 
 
-def test_sqlite_on_a_full_disk_is_one_line():
-    line = _line(sqlite3.OperationalError("database or disk is full"))
-    assert "no space left on device writing the archive ledger" in line
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("database or disk is full", "no space left on device writing the archive ledger"),
+        ("disk I/O error", "cannot write the archive ledger: disk I/O error; check the free"),
+    ],
+)
+def test_sqlite_on_a_full_disk_is_one_line(message, expected):
+    assert expected in _line(sqlite3.OperationalError(message))
+
+
+def test_sigterm_stops_is_undone_after_the_command():
+    previous = signal.getsignal(signal.SIGTERM)
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    seen = []
+
+    @app.command()
+    @user_errors
+    @sigterm_stops()
+    def command() -> None:
+        seen.append(signal.getsignal(signal.SIGTERM))
+
+    assert runner.invoke(app, []).exit_code == 0
+    assert seen[0] not in (previous, signal.SIG_DFL)
+    assert signal.getsignal(signal.SIGTERM) == previous
 
 
 def test_a_failed_allocation_is_one_line_with_the_fixes():

@@ -369,7 +369,8 @@ def test_10000_prompts_are_refused_up_front_with_the_number_and_the_fix(tmp_path
     line = assert_one_clear_line(
         result, "with 10000 prompt(s) needs about", "GiB of memory", "8.0 GiB is allowed by"
     )
-    assert "fewer prompts per run" in line and "--batch-size" in line
+    assert "fewer prompts per run" in line and "--tile" in line
+    assert "--batch-size" not in line  # the scene is one tile: batches cannot shrink
     assert not out.exists()
 
 
