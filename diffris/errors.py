@@ -62,3 +62,11 @@ class LockedError(DiffrisError, RuntimeError):
 
 class TrainingDivergedError(DiffrisError, RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class RasterReadError(DiffrisError, OSError):
+    """A raster opened but a part of it cannot be read (truncated, corrupt, a source missing)."""
+
+
+class OutputWriteError(DiffrisError, OSError):
+    """The machine refused to write an output (disk full, quota, file-size limit)."""

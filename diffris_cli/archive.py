@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,7 +12,7 @@ import typer
 
 from diffris.errors import InputError
 from diffris_cli.console import out_console
-from diffris_cli.errors import user_errors
+from diffris_cli.errors import sigterm_stops, user_errors
 from diffris_cli.helptext import DiffrisCommand
 from diffris_cli.logs import add_log_file
 from diffris_cli.options import (
@@ -43,12 +42,6 @@ if TYPE_CHECKING:  # the library is imported inside the command: --help answers 
 log = logging.getLogger("diffris.cli")
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    # cron and systemd stop jobs with SIGTERM: treat it like Ctrl-C so the runner returns
-    # running scenes to pending and stops its workers.
-    raise KeyboardInterrupt
-
-
 def _backend(workers: int, gpus: int, scheduler: str | None, threads: int | None, device: str):
     from diffris.archive.backends import InlineBackend
     from diffris.archive.dask_backend import DaskBackend
@@ -70,6 +63,9 @@ def _backend(workers: int, gpus: int, scheduler: str | None, threads: int | None
 
 
 @user_errors
+# cron and systemd stop jobs with SIGTERM: like Ctrl-C, the runner returns running scenes to
+# pending and stops its workers (one line, exit 143)
+@sigterm_stops()
 def archive(
     source: Annotated[
         str,
@@ -227,7 +223,6 @@ def archive(
         pretrained=pretrained,
     )
     suffix = ".zarr" if options.format is not None and options.format.value == "zarr" else ".tif"
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     with progress_bars("scenes", quiet=quiet or as_json) as progress_for:
         update = progress_for("archive", 0)
 

@@ -11,7 +11,7 @@ import typer
 
 from diffris.errors import InputError
 from diffris_cli.console import out_console
-from diffris_cli.errors import user_errors
+from diffris_cli.errors import sigterm_stops, user_errors
 from diffris_cli.options import (
     BandsOption,
     BatchSizeOption,
@@ -60,6 +60,7 @@ def gather_prompts(texts: list[str] | None, prompt_file: Path | None) -> list[Pr
 
 
 @user_errors
+@sigterm_stops()  # a clean stop: the output in progress removed, one line, exit 143
 def segment(
     scenes: Annotated[
         list[str],
@@ -69,8 +70,8 @@ def segment(
             show_default=False,
         ),
     ],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Output file, or a folder for several scenes.")
+    output: Annotated[  # a str: a Path would drop the trailing "/" that says "a folder"
+        str, typer.Option("--output", "-o", help="Output file, or a folder for several scenes.")
     ],
     text: Annotated[
         list[str] | None, typer.Option("--text", "-t", help="A description; repeat for several.")
@@ -106,6 +107,15 @@ def segment(
             "--preview", help="Write a PNG quick-look with the masks overlaid (one scene)."
         ),
     ] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--max-memory",
+            help="Memory the run may use, e.g. 48G (also DIFFRIS_MAX_MEMORY); the run is "
+            "refused up front if its estimate exceeds it. Default: the memory available now.",
+            show_default=False,
+        ),
+    ] = None,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -117,8 +127,10 @@ def segment(
 
       diffris segment a.tif b.tif --prompts prompts.yaml -o masks/ --format cog
     """
+    from diffris.inference.memory import parse_size
     from diffris.inference.run import output_paths, plan_run, preflight
 
+    budget = parse_size(max_memory) if max_memory is not None else None
     prompts = gather_prompts(text, prompts_file)
     options = segment_options(
         tile=tile,
@@ -138,7 +150,13 @@ def segment(
         raise InputError("--preview works with one scene; run scenes separately for previews")
     # The dry run and the run share this preflight: a dry run passes only what the run accepts.
     failures = preflight(
-        scenes, outputs, options, prompts=prompts, overwrite=overwrite, preview=preview
+        scenes,
+        outputs,
+        options,
+        prompts=prompts,
+        overwrite=overwrite,
+        preview=preview,
+        max_memory=budget,
     )
     if len(failures) == len(scenes):
         for failure in failures:

@@ -46,6 +46,7 @@ from rasterio.windows import Window
 
 from diffris.errors import InputError, InputNotFoundError, NotARasterError
 from diffris.geo.names import is_product, local_path, product_metadata
+from diffris.geo.read_checks import check_vrt, read_error
 
 __all__ = ["STATS_SIZE", "Scene", "SceneSpec", "Stretch", "StretchMethod", "gcp_georeferencing"]
 
@@ -246,6 +247,7 @@ class Scene:
         dataset = _open_dataset(path_str)
         try:
             band_indexes = _choose_bands(dataset, path_str, bands)
+            _refuse_complex(dataset, path_str, band_indexes)
             _log_georeferencing(dataset, path_str)
             unique = sorted(set(band_indexes))
             if manual is not None:
@@ -291,8 +293,15 @@ class Scene:
             for nodata.
         """
         window = self._check_window(window)
-        data = self._dataset.read(self._unique, window=window)
-        masks = self._dataset.read_masks(self._unique, window=window)
+        try:
+            data = self._dataset.read(self._unique, window=window)
+            masks = self._dataset.read_masks(self._unique, window=window)
+        except RasterioIOError as err:
+            where = (
+                f"window column {window.col_off}, row {window.row_off} "
+                f"({window.width} x {window.height} px)"
+            )
+            raise read_error(self.path, where, err) from err
         valid = _valid_mask(data, masks, self.nodata)
         image = self.stretch.apply(data[self._take])
         image[:, ~valid] = 0
@@ -347,6 +356,12 @@ def _open_dataset(path: str) -> Any:
     if local == path and is_product(path):
         path = product_metadata(path)  # a Sentinel-2 X.SAFE folder opens by its MTD_*.xml
     dataset = _rasterio_open(path)
+    if dataset.driver == "VRT":
+        try:
+            check_vrt(dataset, path)
+        except BaseException:
+            dataset.close()
+            raise
     if dataset.count or not dataset.subdatasets:
         return dataset
     try:
@@ -372,6 +387,8 @@ def _rasterio_open(path: str) -> Any:
             ) from err
         if "No such file" in reason:
             raise InputNotFoundError(f"{path} does not exist: {reason}") from err
+        if os.path.isfile(path) and os.path.getsize(path) == 0:
+            raise NotARasterError(f"{path} is an empty file (0 bytes), not a raster") from err
         raise NotARasterError(f"{path} is not a raster GDAL can read: {reason}") from err
 
 
@@ -431,6 +448,18 @@ def _choose_bands(dataset: Any, path: str, bands: Sequence[int] | None) -> tuple
     )
 
 
+def _refuse_complex(dataset: Any, path: str, band_indexes: tuple[int, int, int]) -> None:
+    """Complex bands (SAR SLC) have no order to stretch; numpy would drop the imaginary part."""
+    dtype = next(
+        (dataset.dtypes[b - 1] for b in band_indexes if "complex" in dataset.dtypes[b - 1]), None
+    )
+    if dtype is not None:
+        raise InputError(
+            f"{path} holds {dtype} (complex) bands; diffris reads real-valued imagery: "
+            "make an amplitude raster first (a VRT band with PixelFunctionType 'mod')"
+        )
+
+
 def _valid_mask(data: np.ndarray, masks: np.ndarray, nodata: float | None) -> np.ndarray:
     """(n, h, w) data and GDAL masks -> (h, w) bool valid (see the module docstring)."""
     valid = (masks != 0).any(axis=0)
@@ -462,8 +491,12 @@ def _percentile_stretch(
         overviews or "none",
     )
     out_shape = (len(unique), *shape)
-    data = dataset.read(unique, out_shape=out_shape, resampling=Resampling.nearest)
-    masks = dataset.read_masks(unique, out_shape=out_shape, resampling=Resampling.nearest)
+    try:
+        data = dataset.read(unique, out_shape=out_shape, resampling=Resampling.nearest)
+        masks = dataset.read_masks(unique, out_shape=out_shape, resampling=Resampling.nearest)
+    except RasterioIOError as err:
+        where = f"its {shape[1]} x {shape[0]} px statistics sample (the whole scene, decimated)"
+        raise read_error(path, where, err) from err
     valid = _valid_mask(data, masks, nodata)
     if not valid.any():
         logger.warning(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -41,8 +42,10 @@ def is_synthetic_scene(path: str | os.PathLike[str]) -> bool:
     from diffris.data.synthetic.georef import SYNTHETIC_GENERATOR
 
     try:
-        with rasterio.open(path) as scene:
-            return scene.tags().get("generator") == SYNTHETIC_GENERATOR
+        with warnings.catch_warnings():  # a scene without georeferencing is logged elsewhere
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            with rasterio.open(path) as scene:
+                return scene.tags().get("generator") == SYNTHETIC_GENERATOR
     except (rasterio.errors.RasterioError, OSError):
         return True
 

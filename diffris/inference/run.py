@@ -14,10 +14,11 @@ from diffris.data.prompts import Prompt
 from diffris.errors import DiffrisError, InputError
 from diffris.geo.grid import Grid
 from diffris.geo.names import name_stem
-from diffris.geo.sinks.publish import check_output
-from diffris.geo.sinks.spec import OutputFormat
+from diffris.geo.sinks.publish import check_output, clean_stale_partials
+from diffris.geo.sinks.spec import OutputDtype, OutputFormat
 from diffris.geo.sinks.zarr import is_zarr_store
 from diffris.inference.demo_grade import warn_if_demo_on_real_scenes
+from diffris.inference.memory import MemoryEstimate, check_memory, estimate_memory
 from diffris.inference.segment import (
     ProgressFn,
     SegmentOptions,
@@ -100,16 +101,13 @@ def plan_scene(
 ) -> ScenePlan:
     """The grid and a memory estimate for one scene, without running the model.
 
-    The estimate covers what scales with the scene: the stitcher's open band of rows
-    ((P + 1) float32 maps of tile x width), the encoded rows waiting to be written, and the
-    tiles read ahead; the model's own memory comes on top (see ``benchmarks/``).
+    The estimate (:func:`~diffris.inference.memory.estimate_memory`) covers what scales with
+    the scene's width and the prompts, and GDAL's block cache; the model's own memory comes on
+    top (see ``benchmarks/``).
     """
     with open_scene(scene_path, options) as scene:
         grid = Grid(scene.width, scene.height, tile=options.tile, overlap=options.overlap)
-        band = (prompt_count + 1) * min(options.tile, scene.height) * scene.width * 4
-        written = 4 * prompt_count * options.tile * scene.width * 4
-        read_ahead = 3 * options.batch_size * options.tile**2 * 4
-        probs = options.batch_size * prompt_count * options.tile**2 * 4
+        estimate = _estimate(scene.width, scene.height, len(grid), prompt_count, options)
         return ScenePlan(
             scene=str(scene_path),
             output=str(output),
@@ -118,8 +116,23 @@ def plan_scene(
             grid_rows=grid.n_rows,
             grid_cols=grid.n_cols,
             tiles=len(grid),
-            estimated_memory_mib=round((band + written + read_ahead + probs) / 2**20, 1),
+            estimated_memory_mib=estimate.mib,
         )
+
+
+def _estimate(
+    width: int, height: int, tiles: int, prompts: int, options: SegmentOptions
+) -> MemoryEstimate:
+    return estimate_memory(
+        width=width,
+        height=height,
+        tiles=tiles,
+        prompts=prompts,
+        tile=options.tile,
+        batch_size=options.batch_size,
+        # 4 bytes for float32 probabilities, 1 for masks and uint8 probabilities
+        output_itemsize=4 if options.dtype is OutputDtype.FLOAT32 else 1,
+    )
 
 
 @dataclass(frozen=True)
@@ -136,14 +149,18 @@ def preflight(
     prompts: Sequence[Prompt],
     overwrite: bool,
     preview: Path | None = None,
+    max_memory: int | None = None,
 ) -> list[SceneFailure]:
-    """Check every scene opens with these options and every output may be written with them
-    (:func:`~diffris.inference.segment.check_scene`), before the model is loaded; a bad input
-    fails in a second, not after an hour. ``--dry-run`` runs this same check.
+    """Check every scene opens with these options, every output may be written with them
+    (:func:`~diffris.inference.segment.check_scene`) and the run fits in memory, before the
+    model is loaded; a bad input fails in a second, not after an hour. ``--dry-run`` runs this
+    same check.
 
     Args:
         preview: the quick-look PNG of a one-scene run, checked like an output (same
             ``overwrite`` rule), so that it cannot fail after the mask is written.
+        max_memory: bytes the run may use (``--max-memory``); None: ``DIFFRIS_MAX_MEMORY``,
+            else the memory available now (see :func:`~diffris.inference.memory.check_memory`).
 
     Raises:
         DiffrisError: the first problem, when there is only one scene, and any problem with
@@ -157,7 +174,15 @@ def preflight(
     failures = []
     for scene, output in zip(scenes, outputs, strict=True):
         try:
-            check_scene(scene, output, prompts, options, overwrite=overwrite)
+            grid = check_scene(scene, output, prompts, options, overwrite=overwrite)
+            estimate = _estimate(grid.width, grid.height, len(grid), len(prompts), options)
+            check_memory(
+                estimate.total,
+                scene=str(scene),
+                prompts=len(prompts),
+                batch_size=min(options.batch_size, len(grid)),  # a batch holds at most this
+                budget=max_memory,
+            )
         except DiffrisError as error:
             if len(scenes) == 1:
                 raise
@@ -260,6 +285,9 @@ def segment_scenes(
     Args:
         progress_for: ``progress_for(scene, index)`` returns the progress callback of a scene.
         failures: scenes :func:`preflight` refused; reported, not run.
+
+    Temporary outputs left in the output folders by processes that no longer run are removed
+    first (:func:`~diffris.geo.sinks.publish.clean_stale_partials`).
     """
     summary = RunSummary(failures=list(failures))
     failed = {failure.scene for failure in failures}
@@ -268,6 +296,11 @@ def segment_scenes(
     if isinstance(predictor, ModelPredictor):
         runnable = [scene for scene in scenes if str(scene) not in failed]
         warn_if_demo_on_real_scenes(predictor.model.config.backbone, runnable)
+    # Temporary outputs of killed runs (SIGKILL, a crash) of processes gone from this machine;
+    # a live process's are never touched, so a concurrent run in the same folder is safe.
+    folders = {Path(o).parent for s, o in zip(scenes, outputs, strict=True) if str(s) not in failed}
+    for folder in sorted(folders):
+        clean_stale_partials(folder)
     for index, (scene, output) in enumerate(zip(scenes, outputs, strict=True)):
         if str(scene) in failed:
             continue

@@ -174,20 +174,24 @@ def check_scene(
     options: SegmentOptions,
     *,
     overwrite: bool = False,
-) -> None:
+) -> Grid:
     """Check everything :func:`segment_scene` checks before its first tile, writing nothing:
     the scene opens with these options, the output may be written, its format follows from
     the name or ``options.format``, the grid takes the tile and overlap, and the output accepts
     the threshold, dtype and ``--co``.
+
+    Returns:
+        The scene's grid.
 
     Raises:
         DiffrisError: the first problem found.
     """
     check_output(output, overwrite)
     with open_scene(scene_path, options) as scene:
-        Grid(scene.width, scene.height, tile=options.tile, overlap=options.overlap)
+        grid = Grid(scene.width, scene.height, tile=options.tile, overlap=options.overlap)
         spec = output_spec(scene, prompts, options, model_id="preflight")
         open_sink(output, spec, format=options.format, overwrite=overwrite)  # opens nothing
+    return grid
 
 
 def _peak_rss_mib() -> float:
@@ -202,12 +206,13 @@ class _BackgroundWriter:
         self._write = write
         self._queue: queue.Queue[tuple[int, np.ndarray, np.ndarray] | None] = queue.Queue(4)
         self._error: BaseException | None = None
+        self._cancelled = False
         self._thread = threading.Thread(target=self._run, name="diffris-writer", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            if self._error is None:
+            if self._error is None and not self._cancelled:
                 try:
                     self._write(*item)
                 except BaseException as error:
@@ -221,6 +226,12 @@ class _BackgroundWriter:
         self._queue.put(None)
         self._thread.join()
         self._raise()
+
+    def cancel(self) -> None:
+        """Stop without writing what is queued (the output is being aborted anyway)."""
+        self._cancelled = True
+        self._queue.put(None)
+        self._thread.join()
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -311,8 +322,10 @@ def segment_scene(
                     if progress is not None:
                         progress(done, len(tiles))
                 stitcher.close()
-            finally:
-                writer.finish()
+            except BaseException:
+                writer.cancel()  # Ctrl-C, SIGTERM, a read error: drop the queued rows at once
+                raise
+            writer.finish()
             sink.commit()
     result = SegmentResult(
         scene=str(scene_path),

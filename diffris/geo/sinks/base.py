@@ -29,6 +29,7 @@ import numpy as np
 
 from diffris.geo.sinks.publish import check_output, partial_path, publish, remove_path
 from diffris.geo.sinks.spec import OutputFormat, OutputSpec
+from diffris.geo.sinks.write_errors import write_error
 
 __all__ = ["Sink"]
 
@@ -84,10 +85,13 @@ class Sink(ABC):
         self._partial = partial_path(self.path)
         try:
             self._create(self._partial)
-        except BaseException:
+        except BaseException as err:
+            refused = write_error(err, self.path, self._partial, 0)
             self._discard()
             remove_path(self._partial)
             self._state = _State.ABORTED
+            if refused is not None:
+                raise refused from err
             raise
         self._state = _State.OPEN
         shape = (self.spec.count, self.spec.block_size, self.spec.width)
@@ -155,8 +159,11 @@ class Sink(ABC):
         try:
             self._finish(self._partial)
             publish(self._partial, self.path, overwrite=self.overwrite)
-        except BaseException:
+        except BaseException as err:
+            refused = write_error(err, self.path, self._partial, self._slab_bytes())
             self.abort()
+            if refused is not None:
+                raise refused from err
             raise
         self._state = _State.COMMITTED
         self._slab = None
@@ -212,9 +219,19 @@ class Sink(ABC):
 
     def _flush(self) -> None:
         assert self._slab is not None
-        self._write_slab(self._slab_off, self._slab[:, : self._slab_rows])
+        try:
+            self._write_slab(self._slab_off, self._slab[:, : self._slab_rows])
+        except OSError as err:  # checked now, while the temporary output still holds its space
+            refused = write_error(err, self.path, self._partial, self._slab_bytes())
+            if refused is not None:
+                raise refused from err
+            raise
         self._slab_off += self._slab_rows
         self._slab_rows = 0
+
+    def _slab_bytes(self) -> int:
+        spec = self.spec
+        return spec.count * spec.block_size * spec.width * spec.numpy_dtype.itemsize
 
     def _require_open(self) -> None:
         if self._state is not _State.OPEN:
