@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -99,12 +100,18 @@ def read_channels(path: Path) -> np.ndarray:
     if path.suffix.lower() in _TIFF_SUFFIXES:
         return _read_with_rasterio(path)
     try:
-        with Image.open(path) as opened:
+        with warnings.catch_warnings():
+            # PIL's own bomb warning fires above 89 M px; _check_size refuses from 67 M px.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened:
             image: Image.Image = opened
             _check_size(path, image.width, image.height)
             if image.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
                 image = image.convert("RGBA" if image.mode == "PA" else "RGB")
             array = np.asarray(image)
+    except DatasetFormatError:
+        raise
     except (OSError, ValueError, Image.DecompressionBombError) as err:  # Unidentified: OSError
         raise DatasetFormatError(f"{path} is not a readable image: {err}") from err
     return array[:, :, None] if array.ndim == 2 else array
@@ -112,8 +119,6 @@ def read_channels(path: Path) -> np.ndarray:
 
 def _read_with_rasterio(path: Path) -> np.ndarray:
     """TIFFs through GDAL, which reads every TIFF flavour (tiled, BigTIFF, JPEG/ZSTD/LZW)."""
-    import warnings
-
     import rasterio
     from rasterio.enums import ColorInterp
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError

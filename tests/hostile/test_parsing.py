@@ -344,3 +344,50 @@ def test_a_polygon_far_outside_is_refused_before_pycocotools_allocates(tmp_path,
     assert f"{instances} annotation 105" in lines[0]
     assert expected in lines[0], lines[0]
     assert_unchanged(before, tmp_path, predictions)
+
+
+def _huge_png(path: Path, side: int) -> None:
+    """A bilevel PNG of a few kB whose header claims ``side`` x ``side`` px."""
+    Image.new("1", (side, side)).save(path, format="PNG")
+
+
+def _huge_tiff(path: Path, side: int) -> None:
+    """A sparse tiled TIFF of a few kB whose header claims ``side`` x ``side`` RGB px."""
+    import rasterio
+
+    profile = {"driver": "GTiff", "width": side, "height": side, "count": 3, "dtype": "uint8"}
+    with rasterio.open(path, "w", tiled=True, compress="deflate", SPARSE_OK=True, **profile):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("side", "expected"),
+    [(10_000, "claims 10000x10000 px, more than the 67108864"), (20_000, "decompression bomb")],
+)
+def test_a_benchmark_image_claiming_a_huge_size_is_refused_before_decoding(
+    tmp_path, predictions, side, expected
+):
+    instances, args = hostile_rrsisd(tmp_path, [[10, 10, 40, 10, 40, 30]])
+    image = instances.parent.parent / "images" / "rrsisd" / "JPEGImages" / "00005.jpg"
+    _huge_png(image, side)
+    before = snapshot(tmp_path, predictions)
+    result = run_cli([*args, "--predictions", predictions])
+    assert_one_clear_line(result, str(image), expected, code=1)
+    assert_unchanged(before, tmp_path, predictions)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_a_benchmark_tiff_claiming_a_huge_size_is_refused_before_reading(tmp_path):
+    root = tmp_path / "RefSegRS"
+    shutil.copytree(REPO / "tests" / "data" / "refsegrs", root)
+    image = root / "images" / "42.tif"
+    _huge_tiff(image, 10_000)
+    predictions = tmp_path / "predictions"
+    predictions.mkdir()
+    for sample_id in ("42", "1000"):
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(predictions / f"{sample_id}.png")
+    before = snapshot(tmp_path)
+    args = ["evaluate", "-d", "refsegrs", "--data-root", root, "--split", "test"]
+    result = run_cli([*args, "--predictions", predictions])
+    assert_one_clear_line(result, str(image), "claims 10000x10000 px", code=1)
+    assert_unchanged(before, tmp_path)
