@@ -391,3 +391,15 @@ def test_a_benchmark_tiff_claiming_a_huge_size_is_refused_before_reading(tmp_pat
     result = run_cli([*args, "--predictions", predictions])
     assert_one_clear_line(result, str(image), "claims 10000x10000 px", code=1)
     assert_unchanged(before, tmp_path)
+
+
+def test_a_phrase_file_line_of_a_megabyte_is_quoted_cut(tmp_path):
+    root = tmp_path / "RefSegRS"
+    shutil.copytree(REPO / "tests" / "data" / "refsegrs", root)
+    phrases = root / "output_phrase_test.txt"
+    phrases.write_text("x" * (1 << 20) + "\n", encoding="utf-8")
+    before = snapshot(tmp_path)
+    args = ["evaluate", "-d", "refsegrs", "--data-root", root, "--split", "test"]
+    result = run_cli([*args, "--predictions", tmp_path])
+    assert_one_clear_line(result, f"{phrases} line 1: 'xxxx", "has no sentence", code=1)
+    assert_unchanged(before, tmp_path)
