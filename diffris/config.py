@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import numbers
+import re
 import types
 import typing
 from typing import Any, Self
@@ -39,6 +40,13 @@ class Config:
     def replace(self, **changes: Any) -> Self:
         """A copy with ``changes`` applied (checked like :meth:`from_dict`)."""
         return type(self).from_dict({**self.to_dict(), **changes})
+
+
+_C = typing.TypeVar("_C", bound=Config)
+
+#: A number written in exponent form without a dot (``lr: 5e-5``): YAML 1.1, which PyYAML reads,
+#: makes it a string, but whoever wrote it meant the number.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def check_at_most(title: str, config: Any, limits: dict[str, float]) -> None:
@@ -78,9 +86,6 @@ def _build(cls: type[_C], values: Any, where: str) -> _C:
     )
 
 
-_C = typing.TypeVar("_C", bound=Config)
-
-
 def _to_plain(value: Any) -> Any:
     if isinstance(value, Config):
         return value.to_dict()
@@ -116,6 +121,8 @@ def _from_plain(hint: Any, value: Any, field: str) -> Any:
             raise InputError(f"{field} must be an integer, got {_kind(value)}")
         return int(value)
     if hint is float:
+        if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise InputError(f"{field} must be a number, got {_kind(value)}")
         return float(value)

@@ -57,6 +57,7 @@ class Typed(Config):
         ({"count": "sixty-four"}, "count must be an integer, got 'sixty-four' (a str)"),
         ({"count": True}, "count must be an integer, got True (a bool)"),
         ({"count": 1.5}, "count must be an integer, got 1.5 (a float)"),
+        ({"ratio": "fast"}, "ratio must be a number, got 'fast' (a str)"),
         ({"ratio": "1"}, "ratio must be a number, got '1' (a str)"),
         ({"ratio": False}, "ratio must be a number"),
         ({"flag": 1}, "flag must be true or false, got 1 (a int)"),
@@ -81,6 +82,8 @@ def test_a_value_of_the_wrong_type_names_the_field_and_the_type(values, expected
 def test_plain_values_convert_to_the_field_types():
     typed = Typed.from_dict({"count": 3.0, "ratio": 2, "pair": [1, 2], "limit": None})
     assert (typed.count, typed.ratio, typed.pair, typed.limit) == (3, 2.0, (1.0, 2.0), None)
+    # YAML 1.1 (PyYAML) reads "5e-5" as a string; it is the number its writer meant
+    assert Typed.from_dict({"ratio": "5e-5"}).ratio == 5e-5
     assert isinstance(typed.ratio, float) and isinstance(typed.count, int)
 
 
