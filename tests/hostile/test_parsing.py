@@ -403,3 +403,12 @@ def test_a_phrase_file_line_of_a_megabyte_is_quoted_cut(tmp_path):
     result = run_cli([*args, "--predictions", tmp_path])
     assert_one_clear_line(result, f"{phrases} line 1: 'xxxx", "has no sentence", code=1)
     assert_unchanged(before, tmp_path)
+
+
+def test_rrsisd_instances_nested_100000_deep_is_one_clear_line(tmp_path, predictions):
+    instances, args = hostile_rrsisd(tmp_path, [[10, 10, 40, 10, 40, 30]])
+    instances.write_text("[" * 100_000 + "]" * 100_000)
+    before = snapshot(tmp_path, predictions)
+    result = run_cli([*args, "--predictions", predictions])
+    assert_one_clear_line(result, f"{instances} is nested too deeply", code=1)
+    assert_unchanged(before, tmp_path, predictions)
