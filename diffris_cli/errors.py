@@ -89,7 +89,10 @@ def debug_enabled() -> bool:
 
 def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
     """Print ``message`` as the one error line and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # escape: a message quoting user input ("RLE size [nan, 64]") is text, not rich markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -59,7 +59,7 @@ DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N, 
 PrecisionOption = Annotated[str, typer.Option("--precision", help="fp32, bf16 or fp16 (autocast).")]
 BatchSizeOption = Annotated[int, typer.Option("--batch-size", min=1, help="Tiles per model batch.")]
 TileOption = Annotated[
-    int, typer.Option("--tile", help="Window size in pixels (a multiple of 64).")
+    int, typer.Option("--tile", help="Window size in pixels (a multiple of 64, at most 8192).")
 ]
 OverlapOption = Annotated[
     int, typer.Option("--overlap", help="Pixels shared by neighbouring windows.")

@@ -6,6 +6,7 @@ import enum
 from typing import TypeVar
 
 from diffris.errors import InputError
+from diffris.messages import cut
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -16,7 +17,7 @@ def parse_enum(kind: type[E], value: str, flag: str) -> E:
         return kind(value.lower())
     except ValueError:
         valid = ", ".join(str(member.value) for member in kind)
-        raise InputError(f"{flag} {value!r} is not one of: {valid}") from None
+        raise InputError(f"{flag} {cut(value)} is not one of: {valid}") from None
 
 
 def parse_numbers(value: str | None, flag: str, *, count: tuple[int, ...], kind: type = float):
@@ -27,12 +28,12 @@ def parse_numbers(value: str | None, flag: str, *, count: tuple[int, ...], kind:
         numbers = tuple(kind(part) for part in value.replace(" ", "").split(","))
     except ValueError:
         raise InputError(
-            f"{flag} {value!r} is not a comma-separated list of numbers, e.g. "
+            f"{flag} {cut(value)} is not a comma-separated list of numbers, e.g. "
             f"{flag} {'4,3,2' if kind is int else '0,3000'}"
         ) from None
     if len(numbers) not in count:
         expected = " or ".join(str(c) for c in count)
-        raise InputError(f"{flag} {value!r} has {len(numbers)} values; give {expected}")
+        raise InputError(f"{flag} {cut(value)} has {len(numbers)} values; give {expected}")
     return numbers
 
 

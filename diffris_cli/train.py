@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from diffris.errors import InputError, InputNotFoundError
+from diffris.messages import clip
 from diffris_cli.console import out_console
 from diffris_cli.errors import user_errors
 from diffris_cli.options import JsonOption, OverwriteOption, PretrainedOption, QuietOption
@@ -51,14 +52,21 @@ def read_config_file(path: Path | None) -> dict[str, Any]:
     """A ``--config`` YAML file: a run's ``config.yaml`` or a plain mapping of TrainConfig keys."""
     import yaml
 
+    from diffris import strict_yaml
+
     if path is None:
         return {}
     if not path.is_file():
         raise InputNotFoundError(f"--config {path} does not exist")
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = strict_yaml.load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise InputError(f"--config {path} is not UTF-8 text; save it as UTF-8") from err
     except yaml.YAMLError as err:
-        raise InputError(f"--config {path} is not valid YAML: {err}") from err
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        problem = clip(getattr(err, "problem", None) or str(err).splitlines()[0])
+        raise InputError(f"--config {path}{line} is not valid YAML: {problem}") from err
     if isinstance(document, dict) and isinstance(document.get("config"), dict):
         document = document["config"]
     if not isinstance(document, dict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -81,25 +82,43 @@ def read_mask(path: Path) -> np.ndarray:
     return np.asarray((colour > MASK_THRESHOLD).any(axis=2))
 
 
+#: The most pixels of a benchmark image (8192 x 8192); the benchmarks' are 512² to 800². The
+#: header of a small file can claim any size, and decoding would allocate it all.
+MAX_PIXELS = 1 << 26
+
+
+def _check_size(path: Path, width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise DatasetFormatError(
+            f"{path} claims {width}x{height} px, more than the {MAX_PIXELS} pixels a benchmark "
+            "image may have; is it the right file?"
+        )
+
+
 def read_channels(path: Path) -> np.ndarray:
     """(H, W, C) pixels; palettes resolved to RGB; alpha, if any, last."""
     if path.suffix.lower() in _TIFF_SUFFIXES:
         return _read_with_rasterio(path)
     try:
-        with Image.open(path) as opened:
+        with warnings.catch_warnings():
+            # PIL's own bomb warning fires above 89 M px; _check_size refuses from 67 M px.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened:
             image: Image.Image = opened
+            _check_size(path, image.width, image.height)
             if image.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
                 image = image.convert("RGBA" if image.mode == "PA" else "RGB")
             array = np.asarray(image)
-    except (OSError, ValueError) as err:  # PIL.UnidentifiedImageError is an OSError
+    except DatasetFormatError:
+        raise
+    except (OSError, ValueError, Image.DecompressionBombError) as err:  # Unidentified: OSError
         raise DatasetFormatError(f"{path} is not a readable image: {err}") from err
     return array[:, :, None] if array.ndim == 2 else array
 
 
 def _read_with_rasterio(path: Path) -> np.ndarray:
     """TIFFs through GDAL, which reads every TIFF flavour (tiled, BigTIFF, JPEG/ZSTD/LZW)."""
-    import warnings
-
     import rasterio
     from rasterio.enums import ColorInterp
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
@@ -108,6 +127,7 @@ def _read_with_rasterio(path: Path) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as source:
+                _check_size(path, source.width, source.height)
                 bands = source.read()
                 interpretation = source.colorinterp
                 colormap = (

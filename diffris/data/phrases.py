@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from diffris.data.base import Record, ReferringDataset, Split
 from diffris.errors import DatasetFormatError
+from diffris.messages import cut
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,7 @@ def read_phrase_file(path: Path, *, key_hint: str) -> list[PhraseLine]:
             continue
         if len(parts) == 1:
             raise DatasetFormatError(
-                f"{path} line {number}: {parts[0]!r} has no sentence; "
+                f"{path} line {number}: {cut(parts[0])} has no sentence; "
                 f"expected '{key_hint} <sentence>'"
             )
         lines.append(PhraseLine(number, parts[0], parts[1].strip()))

@@ -25,17 +25,21 @@ import json
 import json.decoder
 import json.scanner
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from diffris import strict_yaml
 from diffris.config import Config
 from diffris.errors import InputError, InputNotFoundError, PromptFileError
+from diffris.messages import clip, cut
 
 __all__ = [
     "MAX_FILE_BYTES",
+    "MAX_TEXT_CHARS",
     "Prompt",
     "load_prompts",
     "prompt_set_hash",
@@ -45,6 +49,8 @@ __all__ = [
 #: Description files larger than this are refused (they are untrusted input, and no real prompt
 #: set comes close).
 MAX_FILE_BYTES = 1 << 20
+#: A description longer than this is a mistake (CLIP reads 77 tokens, about 300 characters).
+MAX_TEXT_CHARS = 1000
 _KEYS = ("id", "text", "threshold")
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -82,12 +88,15 @@ def load_prompts(path: str | Path) -> list[Prompt]:
     path = Path(path)
     if not path.is_file():
         raise InputNotFoundError(f"description file {path} not found; check the path")
-    raw = path.read_bytes()
+    with path.open("rb") as file:  # read no more than the limit: the file may be endless
+        raw = file.read(MAX_FILE_BYTES + 1)
     if len(raw) > MAX_FILE_BYTES:
         raise PromptFileError(
-            f"{path} is {len(raw)} bytes, more than the {MAX_FILE_BYTES} allowed for a "
-            "description file; is it the right file?"
+            f"{path} is {path.stat().st_size} bytes, more than the {MAX_FILE_BYTES} allowed "
+            "for a description file; is it the right file?"
         )
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise PromptFileError(f"{path} is UTF-16 text; save it as UTF-8")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -115,11 +124,11 @@ def prompts_from_texts(texts: list[str]) -> list[Prompt]:
     """
     prompts = []
     for number, raw in enumerate(texts, start=1):
-        text = _normalise(raw) if isinstance(raw, str) else ""
-        if not text:
+        if isinstance(raw, str) and not _normalise(raw):
             raise InputError(
                 f"--text number {number} is empty; give a description such as 'buildings'"
             )
+        text = _check_text("--text", f"description {number}", raw, InputError)
         prompts.append(Prompt(id=f"p{number}", text=text))
     if not prompts:
         raise InputError("no descriptions given; pass --text or a description file")
@@ -153,13 +162,14 @@ def _parse_text(text: str) -> list[_Item]:
 
 def _parse_yaml(path: Path, text: str) -> list[_Item]:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = strict_yaml.compose(text)
+        data = None if root is None else strict_yaml.construct(root)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         line = mark.line + 1 if mark is not None else 1
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise PromptFileError(f"{path} line {line}: malformed YAML: {problem}") from err
+        problem = clip(getattr(err, "problem", None) or str(err).splitlines()[0])
+        kind = "refused" if isinstance(err, strict_yaml.StrictYAMLError) else "malformed"
+        raise PromptFileError(f"{path} line {line}: {kind} YAML: {problem}") from err
     if root is None:
         return []
     node_list, values = _unwrap_yaml(path, root, data)
@@ -193,22 +203,65 @@ def _check_top_keys(path: Path, data: dict[Any, Any], line: int) -> None:
     if unknown or "prompts" not in data:
         raise PromptFileError(
             f"{path} line {line}: top-level mapping must have exactly one key 'prompts'"
-            + (f", found {', '.join(unknown)}" if unknown else "")
+            + (f", found {clip(', '.join(unknown))}" if unknown else "")
         )
 
 
+class _JSONRefused(ValueError):
+    """A construct the description-file JSON reader refuses, at character ``position``."""
+
+    def __init__(self, problem: str, position: int) -> None:
+        super().__init__(problem)
+        self.problem, self.position = problem, position
+
+
 class _LineTrackingDecoder(json.JSONDecoder):
-    """A JSON decoder that remembers where each array item starts (character offset)."""
+    """A JSON decoder that remembers where each array item starts (character offset), and
+    refuses nesting deeper than :data:`strict_yaml.MAX_DEPTH` and duplicate keys."""
 
     def __init__(self) -> None:
         super().__init__()
         self.item_starts: dict[int, list[int]] = {}
+        self.depth = 0
         self.parse_array = self._parse_array
+        self.parse_object = self._parse_object
         # The C scanner ignores parse_array overrides; the pure-Python one (stable since Python
         # 2.6, undeclared in typeshed) honours them. Prompt files are small, so speed is moot.
         self.scan_once = json.scanner.py_make_scanner(self)  # type: ignore[attr-defined]
 
+    def _enter(self, position: int) -> None:
+        self.depth += 1
+        if self.depth > strict_yaml.MAX_DEPTH:
+            raise _JSONRefused(f"nested more than {strict_yaml.MAX_DEPTH} levels deep", position)
+
+    def _parse_object(self, s_and_end: tuple[str, int], *args: Any) -> tuple[Any, int]:
+        position = s_and_end[1]
+        self._enter(position)
+
+        def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            result: dict[str, Any] = {}
+            for key, value in pairs:
+                if key in result:
+                    raise _JSONRefused(f"duplicate key {cut(key, 40)}; keep one", position)
+                result[key] = value
+            return result
+
+        strict, scan_once, _, _, memo = args
+        try:
+            return json.decoder.JSONObject(  # type: ignore[attr-defined,no-any-return]
+                s_and_end, strict, scan_once, None, unique, memo
+            )
+        finally:
+            self.depth -= 1
+
     def _parse_array(self, s_and_end: tuple[str, int], scan_once: Any) -> tuple[list[Any], int]:
+        self._enter(s_and_end[1])
+        try:
+            return self._parse_items(s_and_end, scan_once)
+        finally:
+            self.depth -= 1
+
+    def _parse_items(self, s_and_end: tuple[str, int], scan_once: Any) -> tuple[list[Any], int]:
         starts: list[int] = []
 
         def scan_item(string: str, index: int) -> tuple[Any, int]:
@@ -226,6 +279,9 @@ def _parse_json(path: Path, text: str) -> list[_Item]:
         data = decoder.decode(text) if text.strip() else None
     except json.JSONDecodeError as err:
         raise PromptFileError(f"{path} line {err.lineno}: malformed JSON: {err.msg}") from err
+    except _JSONRefused as err:
+        line = text.count("\n", 0, err.position) + 1
+        raise PromptFileError(f"{path} line {line}: refused JSON: {err.problem}") from err
     if data is None:
         return []
     first = len(text) - len(text.lstrip())
@@ -278,15 +334,12 @@ def _item_to_prompt(
     if unknown:
         line = key_lines.get(unknown[0], line)
         raise PromptFileError(
-            f"{path} line {line}: unknown key '{unknown[0]}' in prompt {number}; "
+            f"{path} line {line}: unknown key {cut(unknown[0], 40)} in prompt {number}; "
             f"valid keys: {', '.join(_KEYS)}"
         )
     if "text" not in value:
         raise PromptFileError(f"{where}: prompt {number} has no 'text'; add the description")
-    raw_text = value["text"]
-    text = _normalise(raw_text) if isinstance(raw_text, str) else ""
-    if not text:
-        raise PromptFileError(f"{where}: prompt {number} has an empty text; write a description")
+    text = _check_text(where, f"prompt {number}", value["text"], PromptFileError)
     return Prompt(
         id=_check_id(where, number, value.get("id")),
         text=text,
@@ -298,11 +351,13 @@ def _check_id(where: str, number: int, raw: Any) -> str:
     if raw is None:
         return f"p{number}"
     if isinstance(raw, bool) or not isinstance(raw, str | int):
-        raise PromptFileError(f"{where}: id of prompt {number} must be a short name, got {raw!r}")
-    prompt_id = str(raw)
-    if not _ID_PATTERN.match(prompt_id):
         raise PromptFileError(
-            f"{where}: id {prompt_id!r} of prompt {number} is not a short name; use up to 64 "
+            f"{where}: id of prompt {number} must be a short name, got {cut(raw)}"
+        )
+    prompt_id = str(raw)
+    if not _ID_PATTERN.fullmatch(prompt_id):
+        raise PromptFileError(
+            f"{where}: id {cut(prompt_id)} of prompt {number} is not a short name; use up to 64 "
             "letters, digits, '_', '.', '-' starting with a letter or digit, e.g. 'roads'"
         )
     return prompt_id
@@ -313,9 +368,34 @@ def _check_threshold(where: str, number: int, raw: Any) -> float | None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0.0 < raw < 1.0:
         raise PromptFileError(
-            f"{where}: threshold {raw!r} of prompt {number} is not a number in (0, 1); use e.g. 0.5"
+            f"{where}: threshold {cut(raw)} of prompt {number} is not a number in (0, 1); "
+            "use e.g. 0.5"
         )
     return float(raw)
+
+
+def _check_text(where: str, what: str, raw: Any, error: type[Exception]) -> str:
+    """The normalised description ``raw``, or ``error`` saying why it is not one."""
+    if raw is not None and not isinstance(raw, str):
+        raise error(
+            f"{where}: the text of {what} is a {type(raw).__name__} ({cut(raw, 40)}); "
+            "write the description as one string"
+        )
+    text = _normalise(raw or "")
+    if not text:
+        raise error(f"{where}: {what} has an empty text; write a description")
+    if len(text) > MAX_TEXT_CHARS:
+        raise error(
+            f"{where}: the text of {what} is {len(text)} characters, more than the "
+            f"{MAX_TEXT_CHARS} allowed (CLIP reads only its first 77 tokens); shorten it"
+        )
+    control = next((char for char in text if unicodedata.category(char) == "Cc"), None)
+    if control is not None:
+        raise error(
+            f"{where}: the text of {what} holds the control character {control!r}; "
+            "is the file binary? Write plain text"
+        )
+    return text
 
 
 def _normalise(text: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from diffris.data.phrases import PhraseFileDataset
+from diffris.messages import cut
 
 
 class RefSegRS(PhraseFileDataset):
@@ -54,7 +55,9 @@ class RefSegRS(PhraseFileDataset):
     def check_key(self, key: str) -> str | None:
         if key.isdigit():
             return None
-        return f"id {key!r} is not a bare integer; expected '<id> <sentence>' with images/<id>.tif"
+        return (
+            f"id {cut(key)} is not a bare integer; expected '<id> <sentence>' with images/<id>.tif"
+        )
 
     def file_name(self, key: str) -> str:
         return f"{key}.tif"

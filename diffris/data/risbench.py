@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from diffris.data.phrases import PhraseFileDataset
+from diffris.messages import cut
 
 
 class RISBench(PhraseFileDataset):
@@ -67,7 +68,7 @@ class RISBench(PhraseFileDataset):
     def check_key(self, key: str) -> str | None:
         if key.lower().endswith(".png") and "/" not in key:
             return None
-        return f"{key!r} is not a .png file name; expected '<name>.png <sentence>'"
+        return f"{cut(key)} is not a .png file name; expected '<name>.png <sentence>'"
 
     def id_of(self, key: str) -> str:
         return key[: -len(".png")]

@@ -24,6 +24,7 @@ import numpy as np
 
 from diffris.data.base import DatasetFormatError, Record, ReferringDataset, Split
 from diffris.data.safe_pickle import safe_load
+from diffris.messages import cut
 
 REFS = "rrsisd/refs(unc).p"
 INSTANCES = "rrsisd/instances.json"
@@ -94,29 +95,29 @@ class RRSISD(ReferringDataset):
         records: list[Record] = []
         for ref in refs:
             ref_id = _get(ref, "ref_id", refs_path, "a ref")
-            where = f"{refs_path}: ref {ref_id}"
-            split = _get(ref, "split", refs_path, f"ref {ref_id}")
+            where = f"{refs_path}: ref {cut(ref_id)}"
+            split = _get(ref, "split", refs_path, f"ref {cut(ref_id)}")
             if split not in {member.value for member in Split}:
                 raise DatasetFormatError(
-                    f"{where} has split {split!r}; expected train, val or test"
+                    f"{where} has split {cut(split)}; expected train, val or test"
                 )
             if split != self.split.value:
                 continue
-            ann_id = _get(ref, "ann_id", refs_path, f"ref {ref_id}")
+            ann_id = _get(ref, "ann_id", refs_path, f"ref {cut(ref_id)}")
             annotation = annotations.get(ann_id)
             if annotation is None:
                 raise DatasetFormatError(
-                    f"{where} names ann_id {ann_id!r}, which {instances_path} does not hold"
+                    f"{where} names ann_id {cut(ann_id)}, which {instances_path} does not hold"
                 )
             image_id = ref.get("image_id", annotation.get("image_id"))
             if image_id not in images:
                 raise DatasetFormatError(
-                    f"{where} names image_id {image_id!r}, which {instances_path} does not hold"
+                    f"{where} names image_id {cut(image_id)}, which {instances_path} does not hold"
                 )
             if annotation.get("image_id", image_id) != image_id:
                 raise DatasetFormatError(
-                    f"{where} is on image {image_id!r} but its annotation {ann_id!r} is on image "
-                    f"{annotation['image_id']!r}"
+                    f"{where} is on image {cut(image_id)} but its annotation {cut(ann_id)} is on image "
+                    f"{cut(annotation['image_id'])}"
                 )
             category = _category(annotation, ref, class_names, where)
             self._segmentations[ann_id] = _get(
@@ -137,9 +138,7 @@ class RRSISD(ReferringDataset):
         return records
 
     def _read_mask(self, record: Record, shape: tuple[int, int]) -> np.ndarray:
-        where = (
-            f"{self.root / INSTANCES} annotation {record.annotation!r} (image {record.image_file})"
-        )
+        where = f"{self.root / INSTANCES} annotation {cut(record.annotation)} (image {record.image_file})"
         return decode_segmentation(self._segmentations[record.annotation], shape, where=where)
 
 
@@ -156,6 +155,8 @@ def _read_instances(path: Path) -> tuple[dict[Any, str], dict[Any, dict[str, Any
             instances = json.load(file)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DatasetFormatError(f"{path} is not valid JSON: {err}") from err
+    except RecursionError as err:
+        raise DatasetFormatError(f"{path} is nested too deeply to be COCO annotations") from err
     if not isinstance(instances, dict):
         raise DatasetFormatError(
             f"{path} holds a {type(instances).__name__}; expected a COCO-style object"
@@ -191,7 +192,7 @@ def _category(
             class_id = source[key]
             if class_id not in names:
                 raise DatasetFormatError(
-                    f"{where}: class id {class_id!r} is not in the categories list"
+                    f"{where}: class id {cut(class_id)} is not in the categories list"
                 )
             return names[class_id]
     return None
@@ -217,8 +218,19 @@ def _sentences(ref: dict[str, Any], where: str) -> list[tuple[str, str]]:
     return result
 
 
+#: Parts of one segmentation; real annotations have a handful.
+MAX_PARTS = 1000
+#: How far (a fraction of the side) a polygon vertex may stray outside the image; annotation tools
+#: overshoot the edge by a pixel or two, never by a tenth of the image.
+POLYGON_MARGIN = 0.1
+
+
 def decode_segmentation(segmentation: Any, shape: tuple[int, int], *, where: str) -> np.ndarray:
     """Decode a COCO segmentation to a mask: the union of its parts.
+
+    Every part is checked against the image before pycocotools sees it: it allocates in
+    proportion to a polygon's coordinates and an RLE's size and run count, so a vertex at 1e12
+    would ask for terabytes (and pycocotools does not check its allocations).
 
     Args:
         segmentation: a list of parts, each a compressed RLE (``counts`` str), an uncompressed RLE
@@ -230,7 +242,8 @@ def decode_segmentation(segmentation: Any, shape: tuple[int, int], *, where: str
         (H, W) bool.
 
     Raises:
-        DatasetFormatError: a part is malformed or its size does not match the image.
+        DatasetFormatError: a part is malformed, lies outside the image, or its size does not
+            match the image.
     """
     from pycocotools import mask as coco
 
@@ -238,23 +251,51 @@ def decode_segmentation(segmentation: Any, shape: tuple[int, int], *, where: str
     parts = [segmentation] if isinstance(segmentation, dict) else segmentation
     if not isinstance(parts, list) or not parts:
         raise DatasetFormatError(f"{where}: segmentation is empty or not a list")
+    if len(parts) > MAX_PARTS:
+        raise DatasetFormatError(
+            f"{where}: segmentation has {len(parts)} parts, more than the {MAX_PARTS} allowed"
+        )
     rles: list[dict[str, Any]] = []
     for part in parts:
         if isinstance(part, dict):
             rles.append(_checked_rle(part, height, width, where))
         elif isinstance(part, list):
-            numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in part)
-            if not numeric or len(part) < 6 or len(part) % 2:
-                raise DatasetFormatError(
-                    f"{where}: a polygon must be a flat list of >= 3 x, y pairs"
-                )
-            rles.extend(coco.frPyObjects([[float(v) for v in part]], height, width))
+            polygon = _checked_polygon(part, height, width, where)
+            rles.extend(coco.frPyObjects([polygon], height, width))
         else:
             raise DatasetFormatError(f"{where}: segmentation part is a {type(part).__name__}")
     with warnings.catch_warnings():  # pycocotools' numpy-2 'copy keyword' notice, not ours
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="pycocotools")
-        decoded = coco.decode(rles)
-    return decoded.sum(axis=2) > 0
+        union = coco.merge(rles, intersect=False) if len(rles) > 1 else rles[0]
+        decoded = coco.decode(union)
+    return decoded > 0
+
+
+def _checked_polygon(part: list[Any], height: int, width: int, where: str) -> list[float]:
+    """A flat x, y list whose vertices lie on the image (within :data:`POLYGON_MARGIN`) and
+    whose outline is no longer than the image could hold."""
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in part)
+    if not numeric or len(part) < 6 or len(part) % 2:
+        raise DatasetFormatError(f"{where}: a polygon must be a flat list of >= 3 x, y pairs")
+    points = np.asarray(part, dtype=np.float64).reshape(-1, 2)
+    low = -POLYGON_MARGIN * np.array([width, height])
+    high = (1 + POLYGON_MARGIN) * np.array([width, height])
+    outside = ~(np.isfinite(points).all(axis=1) & (points >= low).all(axis=1))
+    outside |= ~(points <= high).all(axis=1)
+    if outside.any():
+        x, y = points[int(np.argmax(outside))]
+        raise DatasetFormatError(
+            f"{where}: polygon vertex ({x:.6g}, {y:.6g}) lies outside the {width}x{height} px "
+            "image; fix or drop the annotation"
+        )
+    # pycocotools walks every edge pixel by pixel (x5): bound the outline by what the image holds.
+    perimeter = float(np.abs(np.diff(points, axis=0, append=points[:1])).max(axis=1).sum())
+    if perimeter > height * width + 2 * (height + width):
+        raise DatasetFormatError(
+            f"{where}: polygon of {len(points)} vertices has an outline of {perimeter:.0f} px, "
+            f"more than a {width}x{height} px image can hold"
+        )
+    return [float(v) for v in part]
 
 
 def _checked_rle(rle: dict[str, Any], height: int, width: int, where: str) -> dict[str, Any]:
@@ -262,22 +303,33 @@ def _checked_rle(rle: dict[str, Any], height: int, width: int, where: str) -> di
     from pycocotools import mask as coco
 
     size, counts = rle.get("size"), rle.get("counts")
-    if not isinstance(size, list | tuple) or [int(v) for v in size] != [height, width]:
+    if not isinstance(size, list | tuple) or list(size) != [height, width]:
         raise DatasetFormatError(
-            f"{where}: RLE size {size!r} does not match the image ({height}x{width} px)"
+            f"{where}: RLE size {cut(size)} does not match the image ({height}x{width} px)"
         )
+    pixels = height * width
     if isinstance(counts, bytes):
         counts = counts.decode("ascii", errors="replace")
     if isinstance(counts, str):
+        # A run takes at least one character and at most ceil(64 / 5) = 13.
+        if len(counts) > 13 * (pixels + 1):
+            raise DatasetFormatError(
+                f"{where}: RLE counts string of {len(counts)} characters is longer than a "
+                f"{height}x{width} px image allows"
+            )
         total = _compressed_rle_total(counts, where)
-    elif isinstance(counts, list) and all(isinstance(v, int) and v >= 0 for v in counts):
+    elif isinstance(counts, list):
+        if len(counts) > pixels + 1:
+            raise DatasetFormatError(
+                f"{where}: RLE has {len(counts)} runs, more than a {height}x{width} px image allows"
+            )
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
+            raise DatasetFormatError(f"{where}: RLE counts must be non-negative integers")
         total = sum(counts)
     else:
         raise DatasetFormatError(f"{where}: RLE counts must be a string or a list of counts")
-    if total != height * width:
-        raise DatasetFormatError(
-            f"{where}: RLE covers {total} pixels but the image has {height * width}"
-        )
+    if total != pixels:
+        raise DatasetFormatError(f"{where}: RLE covers {total} pixels but the image has {pixels}")
     if isinstance(counts, list):
         return coco.frPyObjects({"size": [height, width], "counts": counts}, height, width)
     return {"size": [height, width], "counts": counts}
@@ -285,7 +337,7 @@ def _checked_rle(rle: dict[str, Any], height: int, width: int, where: str) -> di
 
 def _compressed_rle_total(counts: str, where: str) -> int:
     """Sum of the run lengths of a COCO compressed RLE string (pycocotools' rleFrString)."""
-    runs: list[int] = []
+    total, before_last, last, n_runs = 0, 0, 0, 0
     position = 0
     while position < len(counts):
         value, shift, more = 0, 0, True
@@ -299,11 +351,15 @@ def _compressed_rle_total(counts: str, where: str) -> int:
             more = bool(code & 0x20)
             position += 1
             shift += 1
+            if shift > 13:
+                raise DatasetFormatError(f"{where}: RLE counts string has a run too long")
             if not more and code & 0x10:
                 value |= -1 << (5 * shift)
-        if len(runs) > 2:
-            value += runs[-2]
+        if n_runs > 2:
+            value += before_last
         if value < 0:
             raise DatasetFormatError(f"{where}: RLE counts string decodes to a negative run")
-        runs.append(value)
-    return sum(runs)
+        before_last, last = last, value
+        total += value
+        n_runs += 1
+    return total

@@ -81,6 +81,23 @@ class SegmentOptions(Config):
     percentiles: tuple[float, float] = (2.0, 98.0)
     creation_options: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Bounds first: a window of 1048576 px would ask for terabytes before the grid's own
+        # checks (multiple of 64, overlap) could speak.
+        if self.tile < 1:
+            raise InputError(f"--tile {self.tile} must be positive; use e.g. 512")
+        if self.tile > MAX_TILE:
+            raise InputError(
+                f"--tile {self.tile} is more than {MAX_TILE} px, the largest window diffris "
+                "runs; use e.g. 512 or 1024"
+            )
+        if self.batch_size < 1:
+            raise InputError(f"--batch-size {self.batch_size} must be positive; use e.g. 4")
+
+
+#: The largest window side, in pixels (one 8192² RGB tile is already 0.8 GB as float32).
+MAX_TILE = 8192
+
 
 @dataclass(frozen=True)
 class SegmentResult:

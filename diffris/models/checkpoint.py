@@ -36,6 +36,7 @@ from diffris.errors import (
     OutputExistsError,
     WeightsNotFoundError,
 )
+from diffris.messages import cut
 from diffris.models.diffris import BackboneIdentity, DiffRIS, DiffRISConfig
 from diffris.models.fingerprint import FINGERPRINT_SCHEME, LEGACY_SCHEME, legacy_fingerprint
 from diffris.models.names import CONFIG_NAME, WEIGHTS_NAME
@@ -141,16 +142,20 @@ def read_config(folder: str | os.PathLike[str]) -> DiffRISConfig:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointMismatchError(f"{path} is not valid JSON: {err}") from err
     except RecursionError as err:
-        raise CheckpointMismatchError(f"{path} is nested too deeply to be a config") from err
-    architecture = raw.get("architecture") if isinstance(raw, dict) else None
+        raise CheckpointMismatchError(f"{path} is nested too deeply to be a model config") from err
+    if not isinstance(raw, dict):
+        raise CheckpointMismatchError(
+            f"{path} holds a JSON {type(raw).__name__}; expected the object diffris writes"
+        )
+    architecture = raw.get("architecture")
     if architecture != ARCHITECTURE:
         raise CheckpointMismatchError(
-            f"{path} names architecture {architecture!r}; this diffris loads {ARCHITECTURE!r}"
+            f"{path} names architecture {cut(architecture)}; this diffris loads {ARCHITECTURE!r}"
         )
     version = raw.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointMismatchError(
-            f"{path} has format_version {version!r}; diffris {__version__} reads "
+            f"{path} has format_version {cut(version)}; diffris {__version__} reads "
             f"{FORMAT_VERSION}; upgrade diffris"
         )
     if not isinstance(raw.get("model"), dict):

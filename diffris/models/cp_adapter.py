@@ -28,7 +28,7 @@ import logging
 import torch
 from torch import Tensor, nn
 
-from diffris.config import Config
+from diffris.config import Config, check_at_most
 from diffris.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,11 @@ class CPAdapterConfig(Config):
         for name in ("ffn_ratio", "mlp_ratio"):
             if getattr(self, name) <= 0:
                 raise InputError(f"CP-adapter {name}={getattr(self, name)} must be positive")
+        check_at_most("CP-adapter", self, _LIMITS)
+
+
+#: Sizes past these would not fit any accelerator.
+_LIMITS = {"context_layers": 64, "heads": 256, "ffn_ratio": 64.0, "mlp_ratio": 64.0, "rank": 4096}
 
 
 def _zero_(layer: nn.Linear) -> None:

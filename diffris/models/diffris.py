@@ -18,8 +18,9 @@ from typing import Self
 import torch
 from torch import Tensor, nn
 
-from diffris.config import Config
+from diffris.config import Config, check_at_most
 from diffris.errors import CheckpointMismatchError, InputError
+from diffris.messages import cut
 from diffris.models.backbone import FrozenBackbone
 from diffris.models.cp_adapter import CPAdapter, CPAdapterConfig
 from diffris.models.pcmrd import PCMRD, PCMRDConfig
@@ -51,6 +52,13 @@ class BackboneIdentity(Config):
     text_dim: int = 0
     feature_channels: tuple[int, ...] = ()
     fingerprint_scheme: int = 1
+
+    def __post_init__(self) -> None:
+        check_at_most("backbone", self, {"text_dim": 16384})
+        if any(not 0 < channels <= 16384 for channels in self.feature_channels):
+            raise InputError(
+                f"backbone feature_channels={cut(self.feature_channels)} must be in 1..16384"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +93,7 @@ class DiffRISConfig(Config):
             raise InputError(f"timestep={self.timestep} is outside the UNet's 0..999; e.g. 1")
         if not 0 < self.mask_threshold < 1:
             raise InputError(f"mask_threshold={self.mask_threshold} must be in (0, 1); e.g. 0.5")
+        check_at_most("DiffRIS", self, {"latent_scale": 100.0, "max_tokens": 4096})
 
 
 @dataclasses.dataclass(frozen=True)

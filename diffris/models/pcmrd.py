@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from diffris.config import Config
+from diffris.config import Config, check_at_most
 from diffris.errors import InputError
 from diffris.models.mask_head import DynamicConvHead, PixelDecoder, TokenMaskHead, group_norm
 from diffris.models.oaqil import MIN_TEMPERATURE, OAQIL, GumbelOrder
@@ -105,6 +105,18 @@ class PCMRDConfig(Config):
         if not isinstance(self.gumbel_order, GumbelOrder):
             valid = ", ".join(order.value for order in GumbelOrder)
             raise InputError(f"PCMRD gumbel_order={self.gumbel_order!r} is not one of: {valid}")
+        check_at_most("PCMRD", self, _LIMITS)
+
+
+#: Sizes past these would not fit any accelerator (``dim: 10000000`` asks for terabytes).
+_LIMITS = {
+    "num_queries": 1024,
+    "dim": 4096,
+    "heads": 256,
+    "context_layers": 64,
+    "initial_temperature": 1000.0,
+    "mlp_ratio": 64.0,
+}
 
 
 class FusionStage(nn.Module):

@@ -107,6 +107,12 @@ class Ablation(Config):
         )
 
 
+#: Bounds of the sizes a run could allocate (a typo such as ``image_size: 5120000`` would ask
+#: for terabytes before the first step).
+MAX_IMAGE_SIZE = 8192
+MAX_BATCH = 65536
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(Config):
     """Everything that decides a training run's numbers; saved as the run's ``config.yaml``.
@@ -194,6 +200,12 @@ class TrainConfig(Config):
             raise InputError("loss weights must be ≥ 0 and not both 0; e.g. BCE 1, Dice 1")
         if self.seed < 0:
             raise InputError(f"--seed {self.seed} must be ≥ 0")
+        for name, limit in (("image_size", MAX_IMAGE_SIZE), ("batch_size", MAX_BATCH)):
+            if getattr(self, name) > limit:
+                raise InputError(
+                    f"--{name.replace('_', '-')} {getattr(self, name)} is more than {limit}, "
+                    "more than any device holds; use e.g. 512 (image size) or 32 (batch)"
+                )
 
     def micro_batches(self, world_size: int) -> int:
         """Micro-batches accumulated per optimiser step on each of ``world_size`` processes.

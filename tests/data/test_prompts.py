@@ -179,10 +179,20 @@ def test_explicit_id_colliding_with_a_generated_one(tmp_path: Path) -> None:
     assert "line 2: duplicate id 'p1' (first on line 1)" in load_error(path)
 
 
-@pytest.mark.parametrize("text", ['""', '"   "', "null", "3"])
-def test_empty_or_non_string_text(tmp_path: Path, text: str) -> None:
+@pytest.mark.parametrize("text", ['""', '"   "', "null"])
+def test_empty_text(tmp_path: Path, text: str) -> None:
     path = write(tmp_path, "p.yaml", f"- text: roads\n- text: {text}\n")
     assert f"{path} line 2: prompt 2 has an empty text" in load_error(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"), [("3", "int"), ("[roads, lakes]", "list"), ("{a: b}", "dict")]
+)
+def test_a_text_that_is_not_a_string_is_named_as_such(tmp_path: Path, text: str, kind: str) -> None:
+    path = write(tmp_path, "p.yaml", f"- text: roads\n- text: {text}\n")
+    message = load_error(path)
+    assert f"{path} line 2: the text of prompt 2 is a {kind}" in message
+    assert "empty" not in message
 
 
 @pytest.mark.parametrize("threshold", ["0", "1", "1.5", "-0.2", "true", "'0.5'"])
