@@ -120,7 +120,12 @@ RESUME_CASES = [
     ("config-garbage-bytes", _write_config(os.urandom(512)), [], ["config.yaml", "not a train"]),
     ("config-yaml-bomb", _write_config(YAML_BOMB), [], ["config.yaml", "aliases"]),
     ("config-not-a-mapping", _write_config("- just\n- a list\n"), [], ["no 'config:' mapping"]),
-    ("config-wrong-type", _edit_config("config", epochs="ten"), [], ["--epochs 'ten'"]),
+    (
+        "config-wrong-type",
+        _edit_config("config", epochs="ten"),
+        [],
+        ["epochs must be an integer, got 'ten'"],
+    ),
     ("launch-wrong-value", _edit_config("launch", threads=-3), [], ["--threads -3 must be"]),
     ("state-epoch-negative", _edit_state(epoch=-1), [], ["epoch -1 is out of range"]),
     ("state-huge-step", _edit_state(global_step=10**12), [], ["global step 1000000000000"]),
