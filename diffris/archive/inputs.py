@@ -27,10 +27,13 @@ their local file made absolute (see :mod:`diffris.geo.names`); that file is what
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import hashlib
+import logging
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -44,6 +47,7 @@ from diffris.geo.names import (
     parse_subdataset,
     product_metadata,
 )
+from diffris.safe_paths import describe
 
 __all__ = [
     "LIST_EXTENSIONS",
@@ -65,6 +69,9 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _HASH_CHUNK = 1 << 20
+_MAX_NAME = 4096  # PATH_MAX: no longer name can be opened
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, order=True)
@@ -136,10 +143,12 @@ def identify(
     if scene.file is None:
         return InputIdentity()
     try:
-        stat = os.stat(scene.file)
-    except OSError:
+        info = os.stat(scene.file)
+    except (OSError, ValueError):
         return InputIdentity()
-    size, mtime = stat.st_size, stat.st_mtime_ns
+    if not stat.S_ISREG(info.st_mode):
+        return InputIdentity()  # a device would never end a hash; GDAL reports what it is
+    size, mtime = info.st_size, info.st_mtime_ns
     if not hash_content:
         return InputIdentity(size, mtime)
     if known is not None and known.sha256 and (known.size, known.mtime_ns) == (size, mtime):
@@ -199,6 +208,11 @@ def discover_scenes(source: str | Path, *, exclude: list[Path] | None = None) ->
                 f"scene list ({', '.join(sorted(LIST_EXTENSIONS))}); pass a folder, a glob such "
                 "as '/data/**/*.tif', or a .txt file listing one scene per line"
             )
+    elif os.path.exists(text):
+        raise InputError(
+            f"{text} is a {describe(os.stat(text).st_mode)}, not a folder, raster or scene list; "
+            "pass a folder, a glob or a .txt file listing one scene per line"
+        )
     else:
         raise InputNotFoundError(f"{text} not found; pass an existing folder, glob or scene list")
     scenes = _deduplicate(scenes)
@@ -212,12 +226,20 @@ def discover_scenes(source: str | Path, *, exclude: list[Path] | None = None) ->
 
 def _from_folder(root: Path, excluded: list[Path]) -> list[SceneInput]:
     root = Path(os.path.abspath(root))
+    real_root = Path(os.path.realpath(root))
     scenes = []
+    seen: set[tuple[int, int]] = set()  # (st_dev, st_ino) of each folder walked: each once
     for folder, dirs, files in os.walk(root, followlinks=True):
         here = Path(folder)
-        # Pruning in place stops os.walk from descending into hidden or excluded folders.
+        # Pruning in place stops os.walk from descending into hidden, excluded, linked-back or
+        # already walked folders.
         dirs[:] = sorted(
-            d for d in dirs if not d.startswith(".") and not _inside(here / d, excluded)
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and not _inside(here / d, excluded)
+            and _follow(here / d, real_root)
+            and _first_visit(here / d, seen)
         )
         products = [d for d in dirs if is_product(here / d)]
         scenes += [_product_scene(here / d, root) for d in products]
@@ -226,8 +248,98 @@ def _from_folder(root: Path, excluded: list[Path]) -> list[SceneInput]:
             if name.startswith(".") or Path(name).suffix.lower() not in RASTER_EXTENSIONS:
                 continue
             path = here / name
-            scenes.append(SceneInput(str(path), path.relative_to(root).as_posix()))
+            if _regular_or_missing(path):
+                scenes.append(SceneInput(str(path), path.relative_to(root).as_posix()))
     return scenes
+
+
+def _follow(path: Path, real_root: Path) -> bool:
+    """Whether the walk descends into ``path``: real folders always; a folder link only when it
+    leads out of the tree and not back around it (``ln -s .. in/a/loop`` would otherwise repeat
+    the tree 40 levels deep). A link into the tree is skipped: its target is walked as itself."""
+    if not path.is_symlink():
+        return True
+    target = Path(os.path.realpath(path))
+    if target == real_root or real_root in target.parents:
+        logger.debug("not following %s: it leads into the source folder", path)
+        return False
+    if target in real_root.parents:
+        logger.warning("not following %s: it leads to %s, around the source folder", path, target)
+        return False
+    return True
+
+
+def _glob(pattern: str, base: Path) -> list[str]:
+    """``glob.glob(pattern, recursive=True)``, but ``**`` walks like a folder source: glob's own
+    ``**`` follows every folder link with no cycle check, so two loops make it exponential."""
+    if "**" not in pattern:
+        return glob.glob(pattern)
+    parts = Path(os.path.abspath(pattern)).parts[len(base.parts) :]
+    real_base = Path(os.path.realpath(base))
+    seen: set[tuple[int, int]] = set()
+    matches = []
+    for folder, dirs, files in os.walk(base, followlinks=True):
+        here = Path(folder)
+        dirs[:] = sorted(
+            d for d in dirs if _follow(here / d, real_base) and _first_visit(here / d, seen)
+        )
+        for name in [*dirs, *files]:
+            if _match((here / name).relative_to(base).parts, parts):
+                matches.append(str(here / name))
+    return matches
+
+
+def _match(names: tuple[str, ...], patterns: tuple[str, ...]) -> bool:
+    # glob's rules: "**" is any number of folders; wildcards never match a leading dot.
+    if not patterns:
+        return not names
+    if patterns[0] == "**":
+        return any(_match(names[i:], patterns[1:]) for i in range(len(names) + 1))
+    return (
+        bool(names)
+        and fnmatch.fnmatchcase(names[0], patterns[0])
+        and (not names[0].startswith(".") or patterns[0].startswith("."))
+        and _match(names[1:], patterns[1:])
+    )
+
+
+def _through_loop(path: Path, base: Path) -> bool:
+    """A glob's match reached through a folder link the folder walk would not follow (``**``
+    follows every link, so ``ln -s .. in/a/loop`` repeats the tree)."""
+    real_base = Path(os.path.realpath(base))
+    try:
+        folders = path.parent.relative_to(base).parts
+    except ValueError:
+        return False
+    return any(
+        not _follow(base.joinpath(*folders[: i + 1]), real_base) for i in range(len(folders))
+    )
+
+
+def _first_visit(path: Path, seen: set[tuple[int, int]]) -> bool:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    key = (info.st_dev, info.st_ino)
+    if key in seen:
+        logger.debug("not walking %s again (reached through another link)", path)
+        return False
+    seen.add(key)
+    return True
+
+
+def _regular_or_missing(path: Path) -> bool:
+    """Folder and glob sources keep regular files (and dangling links, which fail as scenes);
+    a FIFO would block GDAL's open forever and a device would never end a ``--hash-content``."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return True
+    if stat.S_ISREG(mode):
+        return True
+    logger.warning("skipping %s: a %s, not a raster file", path, describe(mode))
+    return False
 
 
 def _from_glob(pattern: str, excluded: list[Path]) -> list[SceneInput]:
@@ -235,9 +347,9 @@ def _from_glob(pattern: str, excluded: list[Path]) -> list[SceneInput]:
     fixed = next((i for i, part in enumerate(parts) if _GLOB_CHARS.search(part)), len(parts))
     base = Path(os.path.abspath(Path(*parts[:fixed]) if fixed else "."))
     scenes = []
-    for match in glob.glob(pattern, recursive=True):
+    for match in _glob(pattern, base):
         path = Path(os.path.abspath(match))
-        if _inside(path, excluded):
+        if _inside(path, excluded) or _through_loop(path, base):
             continue
         if is_product(path):
             scenes.append(_product_scene(path, base))
@@ -253,10 +365,10 @@ def _from_list(listing: Path) -> list[SceneInput]:
         lines = listing.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"cannot read scene list {listing}: {err}; save it as UTF-8 text") from err
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         entry = line.strip()
         if entry and not entry.startswith("#"):
-            entries.append(entry)
+            entries.append(_checked_entry(entry, listing, number))
     # Names are resolved against the list's folder, not the cwd; URLs are kept as given.
     resolved = [absolute_name(entry, folder) for entry in entries]
     local = [name for name in resolved if not is_remote(name)]
@@ -273,6 +385,27 @@ def _from_list(listing: Path) -> list[SceneInput]:
         else:
             scenes.append(SceneInput(name, _relative_name(Path(name), base)))
     return scenes
+
+
+def _checked_entry(entry: str, listing: Path, number: int) -> str:
+    """A scene-list line that can name a scene, or one line saying why not (never the line whole:
+    it may be a megabyte)."""
+    problem = None
+    if "\x00" in entry:
+        problem = "contains a NUL byte"
+    elif len(entry) > _MAX_NAME:
+        problem = f"is {len(entry)} characters long (a scene name has at most {_MAX_NAME})"
+    elif not is_remote(entry) and parse_subdataset(entry) is None:
+        path = entry if os.path.isabs(entry) else os.path.join(listing.parent, entry)
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = None  # missing: it fails as a scene, recorded in the ledger
+        if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            problem = f"{entry[:200]} is a {describe(mode)}, not a raster file"
+    if problem is None:
+        return entry
+    raise InputError(f"scene list {listing}, line {number}: {problem}; fix or remove that line")
 
 
 def _url_scene(url: str) -> SceneInput:

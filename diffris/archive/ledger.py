@@ -31,6 +31,7 @@ from typing import Any, Self
 from diffris.archive.inputs import InputIdentity
 from diffris.archive.jobs import SceneJob
 from diffris.errors import InputError, InputNotFoundError
+from diffris.safe_paths import Kind, refuse_unsafe
 
 __all__ = [
     "LEDGER_NAME",
@@ -88,6 +89,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_output ON jobs (output, planned_at);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 """
+#: SQLite's own files next to the database, written as freely as the database itself.
+_SIDE_FILES = ("-journal", "-wal", "-shm")
 _MIGRATIONS: dict[int, str] = {}  # version -> SQL taking the schema from version - 1 to version
 
 
@@ -187,10 +190,14 @@ class Ledger:
     Raises:
         InputNotFoundError: ``readonly`` and there is no ledger.
         InputError: the ledger was written by a newer diffris.
+        OutputNotWritableError: the ledger or one of SQLite's side files is a symbolic link,
+            not a regular file, or hard-linked (SQLite would write through it).
     """
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        for name in (self.path, *(self.path.with_name(self.path.name + s) for s in _SIDE_FILES)):
+            refuse_unsafe(name, Kind.FILE, "archive ledger", single_link=True)
         if readonly:
             if not self.path.is_file():
                 raise InputNotFoundError(

@@ -19,7 +19,6 @@ follow along through ``progress``.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,7 +31,7 @@ from diffris.archive.jobs import SceneJob, SceneProcessor, make_jobs
 from diffris.archive.ledger import Action, Ledger
 from diffris.archive.lock import OutputLock
 from diffris.archive.outputs import verify_output
-from diffris.archive.split import PARTS_DIR, SplitGroup, merge_parts, remove_parts, split_jobs
+from diffris.archive.split import SplitGroup, clean_parts, merge_parts, remove_parts, split_jobs
 from diffris.data.prompts import Prompt
 from diffris.errors import InputError
 
@@ -428,4 +427,4 @@ def _clean_leftovers(out: Path, jobs: Sequence[SceneJob]) -> None:
 
     for folder in sorted({Path(job.output).parent for job in jobs} | {out}):
         clean_stale_partials(folder)
-    shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
+    clean_parts(out)
