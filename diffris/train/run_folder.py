@@ -31,9 +31,10 @@ from diffris.errors import (
     InputError,
     InputNotFoundError,
     OutputExistsError,
+    OutputNotWritableError,
 )
 from diffris.train.config import LaunchOptions, TrainConfig
-from diffris.train.state import atomic_write_text, has_state
+from diffris.train.state import STATE_DIR, atomic_write_text, has_state
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ def check_run_folder(root: Path, *, resume: bool, overwrite: bool) -> RunFolder:
     if resume and overwrite:
         raise InputError("--resume and --overwrite contradict each other; pass one of them")
     run = RunFolder(root)
+    _refuse_links(run)
     if resume:
         if not root.is_dir():
             raise InputNotFoundError(f"--resume {root}: the folder does not exist")
@@ -104,6 +106,17 @@ def check_run_folder(root: Path, *, resume: bool, overwrite: bool) -> RunFolder:
                 "replace it, choose another -o"
             )
     return run
+
+
+def _refuse_links(run: RunFolder) -> None:
+    # A link planted at a fixed name would be written (metrics.jsonl cut on resume) through.
+    for name in (CONFIG_NAME, METRICS_NAME, BEST_NAME, LAST_NAME, LATENTS_NAME, STATE_DIR):
+        path = run.root / name
+        if path.is_symlink():
+            raise OutputNotWritableError(
+                f"{path} is a symbolic link, not what diffris writes in a run folder; remove the "
+                "link (diffris does not follow it) and rerun"
+            )
 
 
 def start_run_folder(run: RunFolder, *, overwrite: bool) -> None:

@@ -151,3 +151,20 @@ def test_a_hostile_source_or_output_is_one_clear_line(site, case):
     assert "x" * 300 not in line
     assert_unchanged(before, site / "home", site / "in")
     assert not list((site / "out").glob("*.tif"))
+
+
+@pytest.mark.parametrize("name", ["metrics.jsonl", "config.yaml", "best", "state"])
+def test_a_link_planted_in_a_training_run_folder_is_refused(tmp_path, name):
+    from diffris.errors import OutputNotWritableError
+    from diffris.train.run_folder import check_run_folder
+
+    victim = tmp_path / "important.txt"
+    victim.write_bytes(IMPORTANT)
+    run = tmp_path / "run"
+    run.mkdir()
+    if name != "config.yaml":
+        (run / "config.yaml").write_text("config: {}\n")
+    (run / name).symlink_to(victim)
+    with pytest.raises(OutputNotWritableError, match=f"{name} is a symbolic link"):
+        check_run_folder(run, resume=True, overwrite=False)
+    assert victim.read_bytes() == IMPORTANT
