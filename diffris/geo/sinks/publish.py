@@ -184,7 +184,8 @@ def clean_stale_partials(folder: str | Path) -> list[Path]:
         if pid == os.getpid() or psutil.pid_exists(pid):
             continue
         target = folder / match["target"]
-        if match["kind"] == "old" and not (target.exists() or target.is_symlink()):
+        restorable = match["kind"] == "old" and not entry.is_symlink()  # diffris makes no links
+        if restorable and not (target.exists() or target.is_symlink()):
             # Killed between the two renames of a directory overwrite: the old output is the
             # only complete one, so put it back rather than delete it.
             logger.info("restoring %s from %s left by process %d", target, entry, pid)

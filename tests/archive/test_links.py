@@ -1,4 +1,5 @@
-"""The archive's folder and glob walks with links: loops are cut, real links still work."""
+"""Links in the archive: source walks cut loops but follow real links; temporary outputs are
+never written, or restored, through a planted link."""
 
 import os
 from pathlib import Path
@@ -68,3 +69,17 @@ def test_a_partial_name_planted_as_a_link_is_never_written_through(tmp_path, mon
     assert victim.read_text() == "mine"
     folder = reserve_partial(out.with_name("b.zarr"), folder=True)
     assert folder.is_dir() and not folder.is_symlink()
+
+
+def test_a_planted_old_output_link_is_removed_not_restored_as_an_output(tmp_path):
+    from diffris.geo.sinks.publish import clean_stale_partials
+
+    victim = tmp_path / "important.txt"
+    victim.write_text("mine")
+    out = tmp_path / "out"
+    out.mkdir()
+    planted = out / ".a.tif.old-999999999-0badc0de"  # no such process
+    planted.symlink_to(victim)
+    assert clean_stale_partials(out) == [planted]
+    assert not (out / "a.tif").exists() and not (out / "a.tif").is_symlink()
+    assert victim.read_text() == "mine"
