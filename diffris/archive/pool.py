@@ -282,6 +282,8 @@ def _die_with_parent(parent: int) -> None:
     """Tie this worker's life to the driver's (see the module docstring)."""
     os.environ[PARENT_ENV] = str(parent)  # publish() refuses once the driver is gone
     if sys.platform.startswith("linux"):
+        # The signal follows the driver *thread* that started the worker; the pool starts and
+        # stops its workers from the thread consuming its events, so that thread outlives them.
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
             logger.warning("prctl(PR_SET_PDEATHSIG): %s", os.strerror(ctypes.get_errno()))
