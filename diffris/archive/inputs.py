@@ -6,16 +6,19 @@ kept as given) and a *relative name* from which the output path is derived, so t
 ``/data/incoming/2024/06/a.tif`` becomes ``<out>/2024/06/a.tif`` and two ``a.tif`` in different
 subfolders never collide.
 
-- **folder**: every file below it (recursively) with a raster extension; hidden files and folders
+- **folder**: every regular file below it (recursively, through folder links but never around a
+  loop, see :mod:`diffris.archive.walk`) with a raster extension; hidden files and folders
   (names starting with ``.``, e.g. partial outputs) and anything inside ``exclude`` (the output
   folder when it lies inside the input folder) are ignored. A Sentinel-2 product folder
   (``X.SAFE``) is one scene, not a folder of JP2 files: GDAL is handed its ``MTD_*.xml``, and
   the scene reader takes its 10 m subdataset (B4, B3, B2, B8).
-- **glob**: ``glob.glob(pattern, recursive=True)``, so ``/data/**/*.tif`` descends; names are
-  relative to the pattern's fixed leading folder.
+- **glob**: ``glob.glob(pattern, recursive=True)`` rules, so ``/data/**/*.tif`` descends (``**``
+  walks as a folder source does, without loops); names are relative to the pattern's fixed
+  leading folder.
 - **scene list** (``.txt``/``.lst``/``.list``): one name GDAL opens per line (a path, a URL, a
   subdataset name such as ``GTIFF_DIR:2:a.tif``, a ``.SAFE`` folder); ``#`` comments and blank
-  lines are skipped; relative paths (also inside subdataset names) are relative to the list's
+  lines are skipped; a line with a NUL byte, longer than PATH_MAX, or naming a FIFO or device
+  is refused with its line number; relative paths (also inside subdataset names) are relative to the list's
   folder. Listed files that do not exist are kept: they fail as scenes (recorded in the ledger)
   instead of stopping the run.
 - **one raster**: a single file with a raster extension.
@@ -27,16 +30,14 @@ their local file made absolute (see :mod:`diffris.geo.names`); that file is what
 
 from __future__ import annotations
 
-import fnmatch
-import glob
 import hashlib
-import logging
 import os
 import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from diffris.archive.walk import glob_paths, regular_or_missing, through_loop, walk
 from diffris.errors import InputError, InputNotFoundError
 from diffris.geo.names import (
     absolute_name,
@@ -70,8 +71,6 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _HASH_CHUNK = 1 << 20
 _MAX_NAME = 4096  # PATH_MAX: no longer name can be opened
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, order=True)
@@ -226,21 +225,12 @@ def discover_scenes(source: str | Path, *, exclude: list[Path] | None = None) ->
 
 def _from_folder(root: Path, excluded: list[Path]) -> list[SceneInput]:
     root = Path(os.path.abspath(root))
-    real_root = Path(os.path.realpath(root))
     scenes = []
-    seen: set[tuple[int, int]] = set()  # (st_dev, st_ino) of each folder walked: each once
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        here = Path(folder)
-        # Pruning in place stops os.walk from descending into hidden, excluded, linked-back or
-        # already walked folders.
-        dirs[:] = sorted(
-            d
-            for d in dirs
-            if not d.startswith(".")
-            and not _inside(here / d, excluded)
-            and _follow(here / d, real_root)
-            and _first_visit(here / d, seen)
-        )
+
+    def keep(folder: Path) -> bool:  # link loops are pruned by the walk itself
+        return not folder.name.startswith(".") and not _inside(folder, excluded)
+
+    for here, dirs, files in walk(root, keep=keep):
         products = [d for d in dirs if is_product(here / d)]
         scenes += [_product_scene(here / d, root) for d in products]
         dirs[:] = [d for d in dirs if d not in products]
@@ -248,98 +238,9 @@ def _from_folder(root: Path, excluded: list[Path]) -> list[SceneInput]:
             if name.startswith(".") or Path(name).suffix.lower() not in RASTER_EXTENSIONS:
                 continue
             path = here / name
-            if _regular_or_missing(path):
+            if regular_or_missing(path):
                 scenes.append(SceneInput(str(path), path.relative_to(root).as_posix()))
     return scenes
-
-
-def _follow(path: Path, real_root: Path) -> bool:
-    """Whether the walk descends into ``path``: real folders always; a folder link only when it
-    leads out of the tree and not back around it (``ln -s .. in/a/loop`` would otherwise repeat
-    the tree 40 levels deep). A link into the tree is skipped: its target is walked as itself."""
-    if not path.is_symlink():
-        return True
-    target = Path(os.path.realpath(path))
-    if target == real_root or real_root in target.parents:
-        logger.debug("not following %s: it leads into the source folder", path)
-        return False
-    if target in real_root.parents:
-        logger.warning("not following %s: it leads to %s, around the source folder", path, target)
-        return False
-    return True
-
-
-def _glob(pattern: str, base: Path) -> list[str]:
-    """``glob.glob(pattern, recursive=True)``, but ``**`` walks like a folder source: glob's own
-    ``**`` follows every folder link with no cycle check, so two loops make it exponential."""
-    if "**" not in pattern:
-        return glob.glob(pattern)
-    parts = Path(os.path.abspath(pattern)).parts[len(base.parts) :]
-    real_base = Path(os.path.realpath(base))
-    seen: set[tuple[int, int]] = set()
-    matches = []
-    for folder, dirs, files in os.walk(base, followlinks=True):
-        here = Path(folder)
-        dirs[:] = sorted(
-            d for d in dirs if _follow(here / d, real_base) and _first_visit(here / d, seen)
-        )
-        for name in [*dirs, *files]:
-            if _match((here / name).relative_to(base).parts, parts):
-                matches.append(str(here / name))
-    return matches
-
-
-def _match(names: tuple[str, ...], patterns: tuple[str, ...]) -> bool:
-    # glob's rules: "**" is any number of folders; wildcards never match a leading dot.
-    if not patterns:
-        return not names
-    if patterns[0] == "**":
-        return any(_match(names[i:], patterns[1:]) for i in range(len(names) + 1))
-    return (
-        bool(names)
-        and fnmatch.fnmatchcase(names[0], patterns[0])
-        and (not names[0].startswith(".") or patterns[0].startswith("."))
-        and _match(names[1:], patterns[1:])
-    )
-
-
-def _through_loop(path: Path, base: Path) -> bool:
-    """A glob's match reached through a folder link the folder walk would not follow (``**``
-    follows every link, so ``ln -s .. in/a/loop`` repeats the tree)."""
-    real_base = Path(os.path.realpath(base))
-    try:
-        folders = path.parent.relative_to(base).parts
-    except ValueError:
-        return False
-    return any(
-        not _follow(base.joinpath(*folders[: i + 1]), real_base) for i in range(len(folders))
-    )
-
-
-def _first_visit(path: Path, seen: set[tuple[int, int]]) -> bool:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return False
-    key = (info.st_dev, info.st_ino)
-    if key in seen:
-        logger.debug("not walking %s again (reached through another link)", path)
-        return False
-    seen.add(key)
-    return True
-
-
-def _regular_or_missing(path: Path) -> bool:
-    """Folder and glob sources keep regular files (and dangling links, which fail as scenes);
-    a FIFO would block GDAL's open forever and a device would never end a ``--hash-content``."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return True
-    if stat.S_ISREG(mode):
-        return True
-    logger.warning("skipping %s: a %s, not a raster file", path, describe(mode))
-    return False
 
 
 def _from_glob(pattern: str, excluded: list[Path]) -> list[SceneInput]:
@@ -347,9 +248,9 @@ def _from_glob(pattern: str, excluded: list[Path]) -> list[SceneInput]:
     fixed = next((i for i, part in enumerate(parts) if _GLOB_CHARS.search(part)), len(parts))
     base = Path(os.path.abspath(Path(*parts[:fixed]) if fixed else "."))
     scenes = []
-    for match in _glob(pattern, base):
+    for match in glob_paths(pattern, base):
         path = Path(os.path.abspath(match))
-        if _inside(path, excluded) or _through_loop(path, base):
+        if _inside(path, excluded) or through_loop(path, base):
             continue
         if is_product(path):
             scenes.append(_product_scene(path, base))
