@@ -18,8 +18,8 @@ subfolders never collide.
 - **scene list** (``.txt``/``.lst``/``.list``): one name GDAL opens per line (a path, a URL, a
   subdataset name such as ``GTIFF_DIR:2:a.tif``, a ``.SAFE`` folder); ``#`` comments and blank
   lines are skipped; a line with a NUL byte, longer than PATH_MAX, or naming a FIFO or device
-  is refused with its line number; relative paths (also inside subdataset names) are relative to the list's
-  folder. Listed files that do not exist are kept: they fail as scenes (recorded in the ledger)
+  is refused with its line number; relative paths (also inside subdataset names) are relative
+  to the list's folder. Listed files that do not exist are kept: they fail as scenes (recorded in the ledger)
   instead of stopping the run.
 - **one raster**: a single file with a raster extension.
 
