@@ -18,11 +18,18 @@ not retried within a run: the ledger's ``--retries`` decides on later runs.
 With ``gpu=True`` every task asks for ``resources={"GPU": 1}``, so a worker runs one scene per
 GPU it declares (start external workers with ``--resources GPU=1``, one per device); a local
 cluster declares one GPU per worker and gives worker ``i`` the device ``cuda:i``.
+
+A local cluster's worker processes are children of the driver and exit when it dies (distributed
+watches a pipe from the parent); they also refuse to publish once it is gone
+(:data:`~diffris.geo.sinks.publish.PARENT_ENV`). Workers of an external scheduler are not tied to
+the driver, by design: they serve other clients too; a driver killed mid-run leaves them
+finishing (and publishing) the scenes already submitted, which the next run skips as done.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 from collections.abc import Iterator, Sequence
@@ -123,6 +130,7 @@ class DaskBackend:
                     token,
                     device_plan,
                     self.threads,
+                    os.getpid() if self.local else None,
                     key=f"diffris-scene-{job.key[:16]}-{token}",
                     pure=False,
                     resources={"GPU": 1} if self.gpu else None,
@@ -174,11 +182,20 @@ class DaskBackend:
 
 
 def _run_scene(
-    job: SceneJob, processor: Any, token: str, device_plan: str | None, threads: int | None
+    job: SceneJob,
+    processor: Any,
+    token: str,
+    device_plan: str | None,
+    threads: int | None,
+    driver: int | None,
 ) -> JobFinished:
     """The task: prepare this worker's processor once per run, then process one scene."""
     from distributed import get_worker
 
+    from diffris.geo.sinks.publish import PARENT_ENV
+
+    if driver is not None and os.getppid() == driver:  # a local cluster's worker process
+        os.environ[PARENT_ENV] = str(driver)
     worker = get_worker()
     prepared = _prepared(processor, token, _device(worker, device_plan), threads)
     return execute(prepared, job, str(worker.address))

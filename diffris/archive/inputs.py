@@ -6,17 +6,20 @@ kept as given) and a *relative name* from which the output path is derived, so t
 ``/data/incoming/2024/06/a.tif`` becomes ``<out>/2024/06/a.tif`` and two ``a.tif`` in different
 subfolders never collide.
 
-- **folder**: every file below it (recursively) with a raster extension; hidden files and folders
+- **folder**: every regular file below it (recursively, through folder links but never around a
+  loop, see :mod:`diffris.archive.walk`) with a raster extension; hidden files and folders
   (names starting with ``.``, e.g. partial outputs) and anything inside ``exclude`` (the output
   folder when it lies inside the input folder) are ignored. A Sentinel-2 product folder
   (``X.SAFE``) is one scene, not a folder of JP2 files: GDAL is handed its ``MTD_*.xml``, and
   the scene reader takes its 10 m subdataset (B4, B3, B2, B8).
-- **glob**: ``glob.glob(pattern, recursive=True)``, so ``/data/**/*.tif`` descends; names are
-  relative to the pattern's fixed leading folder.
+- **glob**: ``glob.glob(pattern, recursive=True)`` rules, so ``/data/**/*.tif`` descends (``**``
+  walks as a folder source does, without loops); names are relative to the pattern's fixed
+  leading folder.
 - **scene list** (``.txt``/``.lst``/``.list``): one name GDAL opens per line (a path, a URL, a
   subdataset name such as ``GTIFF_DIR:2:a.tif``, a ``.SAFE`` folder); ``#`` comments and blank
-  lines are skipped; relative paths (also inside subdataset names) are relative to the list's
-  folder. Listed files that do not exist are kept: they fail as scenes (recorded in the ledger)
+  lines are skipped; a line with a NUL byte, longer than PATH_MAX, or naming a FIFO or device
+  is refused with its line number; relative paths (also inside subdataset names) are relative
+  to the list's folder. Listed files that do not exist are kept: they fail as scenes (recorded in the ledger)
   instead of stopping the run.
 - **one raster**: a single file with a raster extension.
 
@@ -27,13 +30,14 @@ their local file made absolute (see :mod:`diffris.geo.names`); that file is what
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from diffris.archive.walk import glob_paths, regular_or_missing, through_loop, walk
 from diffris.errors import InputError, InputNotFoundError
 from diffris.geo.names import (
     absolute_name,
@@ -44,6 +48,7 @@ from diffris.geo.names import (
     parse_subdataset,
     product_metadata,
 )
+from diffris.safe_paths import describe
 
 __all__ = [
     "LIST_EXTENSIONS",
@@ -65,6 +70,7 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _HASH_CHUNK = 1 << 20
+_MAX_NAME = 4096  # PATH_MAX: no longer name can be opened
 
 
 @dataclass(frozen=True, order=True)
@@ -136,10 +142,12 @@ def identify(
     if scene.file is None:
         return InputIdentity()
     try:
-        stat = os.stat(scene.file)
-    except OSError:
+        info = os.stat(scene.file)
+    except (OSError, ValueError):
         return InputIdentity()
-    size, mtime = stat.st_size, stat.st_mtime_ns
+    if not stat.S_ISREG(info.st_mode):
+        return InputIdentity()  # a device would never end a hash; GDAL reports what it is
+    size, mtime = info.st_size, info.st_mtime_ns
     if not hash_content:
         return InputIdentity(size, mtime)
     if known is not None and known.sha256 and (known.size, known.mtime_ns) == (size, mtime):
@@ -199,6 +207,11 @@ def discover_scenes(source: str | Path, *, exclude: list[Path] | None = None) ->
                 f"scene list ({', '.join(sorted(LIST_EXTENSIONS))}); pass a folder, a glob such "
                 "as '/data/**/*.tif', or a .txt file listing one scene per line"
             )
+    elif os.path.exists(text):
+        raise InputError(
+            f"{text} is a {describe(os.stat(text).st_mode)}, not a folder, raster or scene list; "
+            "pass a folder, a glob or a .txt file listing one scene per line"
+        )
     else:
         raise InputNotFoundError(f"{text} not found; pass an existing folder, glob or scene list")
     scenes = _deduplicate(scenes)
@@ -213,12 +226,11 @@ def discover_scenes(source: str | Path, *, exclude: list[Path] | None = None) ->
 def _from_folder(root: Path, excluded: list[Path]) -> list[SceneInput]:
     root = Path(os.path.abspath(root))
     scenes = []
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        here = Path(folder)
-        # Pruning in place stops os.walk from descending into hidden or excluded folders.
-        dirs[:] = sorted(
-            d for d in dirs if not d.startswith(".") and not _inside(here / d, excluded)
-        )
+
+    def keep(folder: Path) -> bool:  # link loops are pruned by the walk itself
+        return not folder.name.startswith(".") and not _inside(folder, excluded)
+
+    for here, dirs, files in walk(root, keep=keep):
         products = [d for d in dirs if is_product(here / d)]
         scenes += [_product_scene(here / d, root) for d in products]
         dirs[:] = [d for d in dirs if d not in products]
@@ -226,7 +238,8 @@ def _from_folder(root: Path, excluded: list[Path]) -> list[SceneInput]:
             if name.startswith(".") or Path(name).suffix.lower() not in RASTER_EXTENSIONS:
                 continue
             path = here / name
-            scenes.append(SceneInput(str(path), path.relative_to(root).as_posix()))
+            if regular_or_missing(path):
+                scenes.append(SceneInput(str(path), path.relative_to(root).as_posix()))
     return scenes
 
 
@@ -235,9 +248,9 @@ def _from_glob(pattern: str, excluded: list[Path]) -> list[SceneInput]:
     fixed = next((i for i, part in enumerate(parts) if _GLOB_CHARS.search(part)), len(parts))
     base = Path(os.path.abspath(Path(*parts[:fixed]) if fixed else "."))
     scenes = []
-    for match in glob.glob(pattern, recursive=True):
+    for match in glob_paths(pattern, base):
         path = Path(os.path.abspath(match))
-        if _inside(path, excluded):
+        if _inside(path, excluded) or through_loop(path, base):
             continue
         if is_product(path):
             scenes.append(_product_scene(path, base))
@@ -253,10 +266,10 @@ def _from_list(listing: Path) -> list[SceneInput]:
         lines = listing.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"cannot read scene list {listing}: {err}; save it as UTF-8 text") from err
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         entry = line.strip()
         if entry and not entry.startswith("#"):
-            entries.append(entry)
+            entries.append(_checked_entry(entry, listing, number))
     # Names are resolved against the list's folder, not the cwd; URLs are kept as given.
     resolved = [absolute_name(entry, folder) for entry in entries]
     local = [name for name in resolved if not is_remote(name)]
@@ -273,6 +286,27 @@ def _from_list(listing: Path) -> list[SceneInput]:
         else:
             scenes.append(SceneInput(name, _relative_name(Path(name), base)))
     return scenes
+
+
+def _checked_entry(entry: str, listing: Path, number: int) -> str:
+    """A scene-list line that can name a scene, or one line saying why not (never the line whole:
+    it may be a megabyte)."""
+    problem = None
+    if "\x00" in entry:
+        problem = "contains a NUL byte"
+    elif len(entry) > _MAX_NAME:
+        problem = f"is {len(entry)} characters long (a scene name has at most {_MAX_NAME})"
+    elif not is_remote(entry) and parse_subdataset(entry) is None:
+        path = entry if os.path.isabs(entry) else os.path.join(listing.parent, entry)
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = None  # missing: it fails as a scene, recorded in the ledger
+        if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            problem = f"{entry[:200]} is a {describe(mode)}, not a raster file"
+    if problem is None:
+        return entry
+    raise InputError(f"scene list {listing}, line {number}: {problem}; fix or remove that line")
 
 
 def _url_scene(url: str) -> SceneInput:

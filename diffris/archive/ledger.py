@@ -46,6 +46,7 @@ from diffris.archive.ledger_rows import (
 )
 from diffris.archive.outputs import OutputCheck
 from diffris.errors import InputError, InputNotFoundError, OutputNotWritableError
+from diffris.safe_paths import Kind, refuse_unsafe
 
 __all__ = [
     "LEDGER_NAME",
@@ -119,6 +120,8 @@ _MIGRATIONS: dict[int, str] = {
 _REBUILT_FROM = "rebuilt_from"
 #: Seconds a statement waits for another program's lock on the ledger before giving up.
 BUSY_TIMEOUT_S = 30.0
+#: SQLite's own files next to the database, written as freely as the database itself.
+_SIDE_FILES = ("-journal", "-wal", "-shm")
 
 
 class Ledger:
@@ -137,10 +140,14 @@ class Ledger:
         LedgerCorruptError: ``readonly`` and the ledger is corrupt.
         LedgerBusyError: another program holds a lock on the ledger.
         InputError: the ledger was written by a newer diffris.
+        OutputNotWritableError: the ledger or one of SQLite's side files is a symbolic link,
+            not a regular file, or hard-linked (SQLite would write through it).
     """
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        for name in (self.path, *(self.path.with_name(self.path.name + s) for s in _SIDE_FILES)):
+            refuse_unsafe(name, Kind.FILE, "archive ledger", single_link=True)
         if readonly and (not self.path.is_file() or self.path.stat().st_size == 0):
             raise InputNotFoundError(
                 f"no archive ledger at {self.path}; run 'diffris archive' into that folder first"

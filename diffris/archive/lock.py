@@ -8,6 +8,11 @@ holder's pid, host and start time, only feeds the message a second run prints::
     another diffris archive run (pid 1234 on head, started 2024-06-01 02:00:03) holds
     /data/masks/.diffris-archive.lock; wait for it or check it is alive
 
+The lock file is a fixed name in a folder others may write, so it is opened with ``O_NOFOLLOW``
+and never truncated on open: a symbolic link, folder, FIFO, device or hard-linked file planted at
+that name is refused with one line, and the file a link points at is left byte for byte as it was
+(see :mod:`diffris.safe_paths`). The holder's details are written only once the lock is held.
+
 Worker processes are started with ``spawn``, so they never inherit the locked descriptor.
 On NFS, Linux maps ``flock`` to POSIX locks (NFSv4 supports them); other network filesystems
 may not lock at all.
@@ -20,18 +25,23 @@ import json
 import logging
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from diffris.errors import LockedError, OutputNotWritableError
+from diffris.safe_paths import Kind, describe, refuse_unsafe
 
 __all__ = ["EXIT_LOCKED", "LOCK_NAME", "ArchiveLockedError", "OutputLock"]
 
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".diffris-archive.lock"
+_WHAT = "archive lock file"
+# No O_TRUNC: truncating happens on the descriptor, after the lock is held and the file checked.
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 #: Exit code of a run that found the folder locked (sysexits' EX_TEMPFAIL: try again later).
 EXIT_LOCKED = 75
 
@@ -64,18 +74,33 @@ class OutputLock:
 
         Raises:
             ArchiveLockedError: another process holds it (the message names it).
-            OutputNotWritableError: the folder or lock file cannot be created.
+            OutputNotWritableError: the folder or lock file cannot be created, or something
+                other than a regular file diffris made is at the lock's name.
         """
         if self._fd is not None:
             return self
+        if self.folder.exists() and not self.folder.is_dir():
+            raise OutputNotWritableError(
+                f"output folder {self.folder} is a file, not a folder; choose another -o"
+            )
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as err:
+            raise OutputNotWritableError(
+                f"cannot create the output folder {self.folder}: {err.strerror or err}; "
+                "choose another output folder or fix its permissions"
+            ) from err
+        refuse_unsafe(self.path, Kind.FILE, _WHAT, single_link=True)
+        try:
+            fd = os.open(self.path, _OPEN_FLAGS, 0o644)
+        except OSError as err:
+            # A link or folder planted after the check above: refuse it the same way.
+            refuse_unsafe(self.path, Kind.FILE, _WHAT, single_link=True)
             raise OutputNotWritableError(
                 f"cannot create the lock file {self.path}: {err.strerror or err}; "
                 "choose another output folder or fix its permissions"
             ) from err
+        _check_opened(fd, self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -117,6 +142,18 @@ class OutputLock:
         traceback: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _check_opened(fd: int, path: Path) -> None:
+    # What was opened, not what the name showed a moment before (a FIFO opens too).
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(fd)
+        found = describe(info.st_mode)
+        detail = f"is a {found}" if found != Kind.FILE.value else f"has {info.st_nlink} hard links"
+        raise OutputNotWritableError(
+            f"{path} {detail}, unlike the {_WHAT} diffris writes; move it away and rerun"
+        )
 
 
 def _read_holder(fd: int) -> str:

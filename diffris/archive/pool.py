@@ -8,17 +8,24 @@ never wedge a shared queue's lock, and the driver always knows which scene it he
 
 A worker that dies (OOM killer, segfault, ``kill -9``) is replaced; its scene is rerun on another
 worker, and reported failed after it has killed ``max_deaths`` workers (dask's
-``allowed-failures`` rule). Workers exit by themselves when the driver disappears, so a killed run
-leaves no orphan computing (and publishing) behind.
+``allowed-failures`` rule). Workers die with the driver, so a killed run leaves no orphan
+computing (and publishing) behind: on Linux the kernel sends each worker ``SIGKILL`` the moment
+the driver dies (``PR_SET_PDEATHSIG``); elsewhere a thread watches the parent pid, and every
+worker refuses to publish an output once its driver is gone (:data:`PARENT_ENV`, checked by
+:func:`~diffris.geo.sinks.publish.publish` right before the rename).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import os
 import pickle
+import signal
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -39,12 +46,14 @@ from diffris.archive.backends import (
 )
 from diffris.archive.jobs import SceneJob, SceneProcessor
 from diffris.errors import InputError
+from diffris.geo.sinks.publish import PARENT_ENV
 
 __all__ = ["ProcessPoolBackend"]
 
 logger = logging.getLogger(__name__)
 
 _PARENT_POLL_S = 0.5
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _STOP_TIMEOUT_S = 10.0
 
 
@@ -248,8 +257,8 @@ def _worker_main(
     parent: int,
     name: str,
 ) -> None:
+    _die_with_parent(parent)
     limit_threads(threads)  # before unpickling imports torch
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     try:
         # Our own bytes from the driver's memory, not a file: unpickling is safe here.
         processor: Any = pickle.loads(payload)
@@ -267,6 +276,21 @@ def _worker_main(
         if job is None:
             return
         conn.send(("finished", execute(processor, job, name)))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Tie this worker's life to the driver's (see the module docstring)."""
+    os.environ[PARENT_ENV] = str(parent)  # publish() refuses once the driver is gone
+    if sys.platform.startswith("linux"):
+        # The signal follows the driver *thread* that started the worker; the pool starts and
+        # stops its workers from the thread consuming its events, so that thread outlives them.
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            logger.warning("prctl(PR_SET_PDEATHSIG): %s", os.strerror(ctypes.get_errno()))
+    if os.getppid() != parent:  # the driver died before the signal was armed
+        os._exit(1)
+    # Portable fallback, and a second line of defence.
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
 def _exit_with_parent(parent: int) -> None:

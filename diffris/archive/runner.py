@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,7 +35,13 @@ from diffris.archive.jobs import SceneJob, SceneProcessor, make_jobs
 from diffris.archive.ledger import Action, Ledger
 from diffris.archive.lock import OutputLock
 from diffris.archive.outputs import check_done_output, is_store, verify_output
-from diffris.archive.split import PARTS_DIR, SplitGroup, merge_parts, remove_parts, split_jobs
+from diffris.archive.split import (
+    SplitGroup,
+    clean_parts,
+    merge_parts,
+    remove_parts,
+    split_jobs,
+)
 from diffris.data.prompts import Prompt
 from diffris.errors import InputError
 
@@ -465,4 +470,4 @@ def _clean_leftovers(out: Path, jobs: Sequence[SceneJob]) -> None:
 
     for folder in sorted({Path(job.output).parent for job in jobs} | {out}):
         clean_stale_partials(folder)
-    shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
+    clean_parts(out)

@@ -9,6 +9,8 @@ format and ``--co`` are kept for the merge) into ``<out>/.diffris-parts/<job key
 parts are done the driver streams them, block by block, through the same sink an unsplit run
 writes with (GeoTIFF or COG: one writer, one creation profile; no recomputation), which
 publishes the output atomically, then deletes the parts and the emptied parts folder.
+``.diffris-parts`` is a fixed name in a shared folder: a symbolic link or a file there is refused
+with one line, never followed or deleted through (see :mod:`diffris.safe_paths`).
 
 Why the result is identical to one worker's: the tile grid is anchored at the raster origin and
 does not depend on the row range; a part predicts *every* grid tile that overlaps its rows
@@ -31,15 +33,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from diffris.archive.jobs import SceneJob
+from diffris.safe_paths import Kind, refuse_unsafe
 
 if TYPE_CHECKING:
     from diffris.geo.sinks import OutputSpec
 
-__all__ = ["PARTS_DIR", "SplitGroup", "merge_parts", "merged_spec", "row_ranges", "split_jobs"]
+__all__ = [
+    "PARTS_DIR",
+    "SplitGroup",
+    "clean_parts",
+    "merge_parts",
+    "merged_spec",
+    "row_ranges",
+    "split_jobs",
+]
 
 logger = logging.getLogger(__name__)
 
 PARTS_DIR = ".diffris-parts"
+_WHAT = "split-parts folder"
 _SPLITTABLE = (".tif", ".tiff")
 #: Parts are plain GeoTIFF staging files; the job's format and ``--co`` apply at the merge.
 _PART_OPTIONS: dict[str, Any] = {"format": "gtiff", "creation_options": []}
@@ -113,9 +125,7 @@ def split_jobs(
         if len(ranges) == 1:
             tasks.append(job)
             continue
-        folder = out_dir / PARTS_DIR / job.key
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+        folder = _parts_folder(out_dir, job.key)
         staging = {key: value for key, value in _PART_OPTIONS.items() if key in job.options}
         parts = [
             dataclasses.replace(
@@ -132,6 +142,30 @@ def split_jobs(
         tasks.extend(parts)
         logger.info("%s: %d rows split into %d parts", job.input, height, len(parts))
     return tasks, groups
+
+
+def clean_parts(out_dir: Path) -> None:
+    """Delete the parts folder a killed run left (the caller holds the folder's lock).
+
+    Raises:
+        OutputNotWritableError: ``.diffris-parts`` is a link or not a folder.
+    """
+    parts = out_dir / PARTS_DIR
+    refuse_unsafe(parts, Kind.FOLDER, _WHAT)
+    shutil.rmtree(parts, ignore_errors=True)
+
+
+def _parts_folder(out_dir: Path, key: str) -> Path:
+    # Each level checked before use: mkdir(parents=True) and rmtree would follow a planted link.
+    parts = out_dir / PARTS_DIR
+    refuse_unsafe(parts, Kind.FOLDER, _WHAT)
+    parts.mkdir(exist_ok=True)
+    refuse_unsafe(parts, Kind.FOLDER, _WHAT)
+    folder = parts / key
+    refuse_unsafe(folder, Kind.FOLDER, _WHAT)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    return folder
 
 
 def merge_parts(group: SplitGroup) -> None:

@@ -25,7 +25,7 @@ from rasterio.enums import Resampling
 
 from diffris.data.prompts import Prompt
 from diffris.geo.scene import Scene
-from diffris.geo.sinks.publish import partial_path, publish, remove_path
+from diffris.geo.sinks.publish import publish, remove_path, reserve_partial
 
 __all__ = ["PALETTE", "Overlay", "overlay_masks", "preview_shape", "swatch_box", "write_preview"]
 
@@ -134,7 +134,7 @@ def write_preview(
     overlay = overlay_masks(image.transpose(1, 2, 0), valid, masks)
     canvas = _with_legend(overlay, prompts)
     png = Path(png)
-    partial = partial_path(png)
+    partial = reserve_partial(png)
     try:
         canvas.save(partial, format="PNG")
         publish(partial, png, overwrite=overwrite)

@@ -137,11 +137,12 @@ def check_run_folder(root: Path, *, resume: bool, overwrite: bool) -> RunFolder:
     if resume and overwrite:
         raise InputError("--resume and --overwrite contradict each other; pass one of them")
     run = RunFolder(root)
+    if root.is_dir():
+        check_fixed_names(root)  # a link planted there would be written through
     if resume:
         if not root.is_dir():
             what = "is not a folder" if root.exists() else "does not exist"
             raise InputNotFoundError(f"--resume {root}: {what}; give a training run folder")
-        check_fixed_names(root)
         if not run.config.is_file():
             raise InputNotFoundError(
                 f"--resume {root}: not a diffris run folder (no {CONFIG_NAME}); start a new run "

@@ -56,9 +56,12 @@ class FieldPredictor:
     """Per-pixel probabilities from the tile's content relative to the tile mean (so results
     depend on tiling and blending), shifted per prompt text."""
 
-    def __init__(self, prompts: tuple[Prompt, ...], delay: float = 0.0) -> None:
+    def __init__(self, prompts: tuple[Prompt, ...], delay: float = 0.0, busy: float = 0.0) -> None:
         self.offsets = [((zlib.crc32(p.text.encode()) % 7) - 3) * 0.3 for p in prompts]
         self.delay = delay
+        # ``busy``: seconds of one C call that keeps the GIL (as a GDAL or numpy call may), so
+        # the worker's Python threads cannot run meanwhile.
+        self.busy_count = _gil_count(busy) if busy else 0
 
     @property
     def prompt_count(self) -> int:
@@ -67,6 +70,8 @@ class FieldPredictor:
     def predict(self, tiles: np.ndarray) -> np.ndarray:
         if self.delay:
             time.sleep(self.delay)
+        if self.busy_count:
+            sum(range(self.busy_count))
         grey = tiles.astype(np.float32).mean(axis=1)
         centred = (grey - grey.mean(axis=(1, 2), keepdims=True)) / 32.0
         probs = [1.0 / (1.0 + np.exp(-(centred + offset))) for offset in self.offsets]
@@ -78,17 +83,24 @@ class FieldProcessor(SegmentProcessor):
     """SegmentProcessor with :class:`FieldPredictor` (no torch model)."""
 
     delay: float = 0.0
+    busy: float = 0.0  # see FieldPredictor
     die_once_on: str | None = None  # scene name whose first attempt kills its process
     marker: str | None = None  # file recording that the death happened
 
     def load_predictor(self, device: str) -> FieldPredictor:
-        return FieldPredictor(self.prompts, self.delay)
+        return FieldPredictor(self.prompts, self.delay, self.busy)
 
     def __call__(self, job: SceneJob) -> SceneOutcome:
         if self.die_once_on == job.name and self.marker and not os.path.exists(self.marker):
             Path(self.marker).write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
         return super().__call__(job)
+
+
+def _gil_count(seconds: float) -> int:
+    started = time.perf_counter()
+    sum(range(1_000_000))
+    return int(1_000_000 * seconds / max(time.perf_counter() - started, 1e-6))
 
 
 def field_processor(**kw: object) -> FieldProcessor:

@@ -27,7 +27,7 @@ from typing import ClassVar, Self
 
 import numpy as np
 
-from diffris.geo.sinks.publish import check_output, partial_path, publish, remove_path
+from diffris.geo.sinks.publish import check_output, publish, remove_path, reserve_partial
 from diffris.geo.sinks.spec import OutputFormat, OutputSpec
 from diffris.geo.sinks.write_errors import write_error
 
@@ -82,7 +82,7 @@ class Sink(ABC):
         if self._state is not _State.NEW:
             raise RuntimeError(f"sink for {self.path} is {self._state.value}; open it once")
         check_output(self.path, self.overwrite)
-        self._partial = partial_path(self.path)
+        self._partial = reserve_partial(self.path, folder=self.format is OutputFormat.ZARR)
         try:
             self._create(self._partial)
         except BaseException as err:

@@ -21,11 +21,13 @@ from pathlib import Path
 import rasterio.shutil
 from rasterio.enums import Resampling
 
+from diffris.errors import OutputNotWritableError
 from diffris.geo.sinks.gdal_options import probe_creation_options
 from diffris.geo.sinks.geotiff import GeoTiffSink, gtiff_options, open_gtiff
 from diffris.geo.sinks.photometric import copy_as_data_bands, needs_minisblack_copy
 from diffris.geo.sinks.publish import remove_path
 from diffris.geo.sinks.spec import OutputFormat, OutputSpec, OutputType
+from diffris.safe_paths import create_exclusive
 
 __all__ = ["CogSink", "cog_options", "overview_factors", "overview_resampling"]
 
@@ -95,6 +97,7 @@ class CogSink(GeoTiffSink):
     def _create(self, partial: Path) -> None:
         # User --co options are for the COG copy; the intermediate keeps GTiff defaults.
         self._intermediate = partial.with_name(partial.name + ".gtiff")
+        _reserve(self._intermediate)
         self._dataset = open_gtiff(self._intermediate, self.spec, gtiff_options(self.spec))
 
     def _finish(self, partial: Path) -> None:
@@ -109,6 +112,7 @@ class CogSink(GeoTiffSink):
         if needs_minisblack_copy(spec.count, spec.numpy_dtype.name, options):
             # The COG driver would tag 3-4 uint8 bands RGB(A); see .photometric.
             cog = self._intermediate.with_name(self._intermediate.name + ".rgb")
+            _reserve(cog)
             self._extra.append(cog)
             rasterio.shutil.copy(self._intermediate, cog, driver="COG", **options)
             copy_as_data_bands(cog, partial, options)
@@ -125,3 +129,14 @@ class CogSink(GeoTiffSink):
             if path is not None:
                 remove_path(path)
         self._intermediate, self._extra = None, []
+
+
+def _reserve(path: Path) -> None:
+    # Named after the (new) partial: something already there was planted; never write through it.
+    try:
+        create_exclusive(path)
+    except FileExistsError as err:
+        raise OutputNotWritableError(
+            f"{path} appeared next to a temporary output of this run; refusing to write through "
+            "it, remove it and rerun"
+        ) from err

@@ -3,7 +3,10 @@
 A sink writes to ``.<name>.partial-<pid>-<token>`` in the output's own folder (same filesystem,
 so the final rename is atomic) and renames it to ``<name>`` only when complete. A killed run
 therefore leaves a dot-prefixed temporary name, never a plausible-looking file at the output
-path; :func:`clean_stale_partials` removes those of processes that are gone.
+path; :func:`clean_stale_partials` removes those of processes that are gone. The temporary name
+holds the pid, so it is partly guessable in a shared folder: :func:`reserve_partial` creates it
+with ``O_EXCL | O_NOFOLLOW`` (a folder with ``mkdir``), so a link planted at that name is never
+written through; the writer (GDAL, zarr) then opens the empty entry diffris made.
 
 Replacing an existing output (``overwrite``): a file replaces a file with one ``os.replace``; a
 directory (a Zarr store) cannot be replaced atomically, so the old one is renamed aside to
@@ -27,17 +30,24 @@ from pathlib import Path
 import psutil
 
 from diffris.errors import OutputExistsError, OutputNotWritableError
+from diffris.safe_paths import create_exclusive
 
 __all__ = [
+    "PARENT_ENV",
+    "DriverGoneError",
     "check_output",
     "clean_stale_partials",
     "partial_path",
     "publish",
+    "reserve_partial",
     "remove_path",
 ]
 
 logger = logging.getLogger(__name__)
 
+_RESERVE_TRIES = 16
+#: Set in an archive worker to its driver's pid: once the driver is gone nothing is published.
+PARENT_ENV = "DIFFRIS_PUBLISH_PARENT"
 _TEMP_NAME = re.compile(
     r"^\.(?P<target>.+)\.(?P<kind>partial|old)-(?P<pid>\d+)-(?P<token>[0-9a-f]{8})(\.[^/]*)?$"
 )
@@ -72,12 +82,51 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
 
 
+def reserve_partial(path: Path, *, folder: bool = False) -> Path:
+    """Create an empty temporary output next to ``path`` (a file, or a ``folder``) and return it.
+
+    The entry is new (``O_EXCL``, or ``mkdir``): a name someone planted (a symbolic link to a
+    file of the user's) is skipped for another, never followed.
+
+    Raises:
+        OutputNotWritableError: the folder cannot be written.
+    """
+    for _ in range(_RESERVE_TRIES):
+        partial = partial_path(path)
+        try:
+            if folder:
+                os.mkdir(partial)  # never follows a link at the last component
+            else:
+                create_exclusive(partial)
+            return partial
+        except FileExistsError:
+            logger.warning("%s exists already (planted?); choosing another temporary name", partial)
+        except OSError as err:
+            raise OutputNotWritableError(
+                f"cannot create {partial}: {err.strerror or err}; choose another output or fix "
+                "its permissions"
+            ) from err
+    raise OutputNotWritableError(
+        f"{_RESERVE_TRIES} temporary names next to {path} were taken; clean up {path.parent}"
+    )
+
+
+class DriverGoneError(OutputNotWritableError):
+    """An archive worker's driver died: the worker's output is not published."""
+
+
 def publish(partial: Path, path: Path, *, overwrite: bool) -> None:
     """Rename a finished ``partial`` to ``path`` (see the module docstring for directories).
 
     Raises:
         OutputExistsError: ``path`` appeared meanwhile and ``overwrite`` is False.
+        DriverGoneError: in an archive worker whose driver is gone (see :data:`PARENT_ENV`).
     """
+    parent = os.environ.get(PARENT_ENV)
+    if parent and os.getppid() != int(parent):
+        raise DriverGoneError(
+            f"the archive run that started this worker is gone; {path} not published"
+        )
     exists = path.exists() or path.is_symlink()
     if exists and not overwrite:
         raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
@@ -135,7 +184,8 @@ def clean_stale_partials(folder: str | Path) -> list[Path]:
         if pid == os.getpid() or psutil.pid_exists(pid):
             continue
         target = folder / match["target"]
-        if match["kind"] == "old" and not (target.exists() or target.is_symlink()):
+        restorable = match["kind"] == "old" and not entry.is_symlink()  # diffris makes no links
+        if restorable and not (target.exists() or target.is_symlink()):
             # Killed between the two renames of a directory overwrite: the old output is the
             # only complete one, so put it back rather than delete it.
             logger.info("restoring %s from %s left by process %d", target, entry, pid)
