@@ -100,23 +100,20 @@ class OutputLock:
                 f"cannot create the lock file {self.path}: {err.strerror or err}; "
                 "choose another output folder or fix its permissions"
             ) from err
-        _check_opened(fd, self.path)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise ArchiveLockedError(
-                f"another diffris archive run ({holder}) holds {self.path}; "
-                "wait for it or check it is alive"
-            ) from None
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-        }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
+            _check_opened(fd, self.path)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = _read_holder(fd)
+                raise ArchiveLockedError(
+                    f"another diffris archive run ({holder}) holds {self.path}; "
+                    "wait for it or check it is alive"
+                ) from None
+            _write_holder(fd, self.path)
+        except BaseException:
+            os.close(fd)  # closing drops the flock too: a failed start never keeps the folder
+            raise
         self._fd = fd
         logger.debug("locked %s", self.path)
         return self
@@ -142,6 +139,17 @@ class OutputLock:
         traceback: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _write_holder(fd: int, path: Path) -> None:
+    # An OSError here (a full disk) reaches the CLI as its one line; the caller closes ``fd``.
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
 
 
 def _check_opened(fd: int, path: Path) -> None:

@@ -4,6 +4,8 @@ never written, or restored, through a planted link."""
 import os
 from pathlib import Path
 
+import pytest
+
 from diffris.archive.inputs import discover_scenes
 from diffris.geo.sinks import publish as publish_module
 from diffris.geo.sinks.publish import reserve_partial
@@ -83,3 +85,18 @@ def test_a_planted_old_output_link_is_removed_not_restored_as_an_output(tmp_path
     assert clean_stale_partials(out) == [planted]
     assert not (out / "a.tif").exists() and not (out / "a.tif").is_symlink()
     assert victim.read_text() == "mine"
+
+
+def test_a_lock_that_cannot_be_written_is_released_and_closed(tmp_path, monkeypatch):
+    """A failed start (here: the holder cannot be written) never keeps the folder locked."""
+    from diffris.archive import lock as lock_module
+
+    def full_disk(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(lock_module.os, "pwrite", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        lock_module.OutputLock(tmp_path).acquire()
+    monkeypatch.undo()
+    with lock_module.OutputLock(tmp_path) as lock:  # not blocked by a leaked descriptor
+        assert lock.held

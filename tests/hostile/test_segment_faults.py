@@ -143,8 +143,7 @@ def test_a_full_disk_when_the_archive_takes_its_lock_is_one_line(tmp_path, full_
     write_scene(tmp_path / "in" / "a.tif")
     prompts = tmp_path / "p.yaml"
     prompts.write_text("- id: roofs\n  text: red roofs\n")
-    # a process of its own: a failed lock write leaves its descriptor open until the process
-    # ends (diffris/archive/lock.py), which would keep the tmpfs busy here
+    # the real entry point in a process of its own, as cron runs it
     command = [sys.executable, "-m", "diffris_cli", "-q", "archive", str(tmp_path / "in")]
     command += ["--prompts", str(prompts), "-o", str(full_disk), *TINY]
     done = subprocess.run(command, env=_env(), cwd=ROOT, capture_output=True, text=True)
