@@ -7,6 +7,7 @@ flag answer at once (``benchmarks/cli_startup.py`` measures it).
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Annotated
 
@@ -31,6 +32,13 @@ app = typer.Typer(
 )
 
 
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
 def _show_version(value: bool) -> None:
     if value:
         typer.echo(f"diffris {__version__}")
@@ -39,6 +47,7 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     verbose: Annotated[
         int,
         typer.Option("--verbose", "-v", count=True, show_default=False, help="More log detail."),
@@ -56,8 +65,12 @@ def main_options(
 ) -> None:
     """Options shared by every command."""
     if debug:
-        # An environment variable, not a global: worker processes inherit it too.
+        # An environment variable, not a global: worker processes inherit it too. It is put
+        # back when the command ends, so a caller running several commands in one process
+        # (tests, notebooks) does not carry --debug into the next one.
+        previous = os.environ.get("DIFFRIS_DEBUG")
         os.environ["DIFFRIS_DEBUG"] = "1"
+        ctx.call_on_close(functools.partial(_restore_env, "DIFFRIS_DEBUG", previous))
     configure_logging(verbose, quiet, debug=debug or debug_enabled())
 
 

@@ -101,3 +101,15 @@ def test_debug_lets_the_traceback_through():
 def test_usage_errors_and_exit_codes_pass_through():
     result = runner.invoke(_app_raising(typer.Exit(3)), [])
     assert result.exit_code == 3 and result.output == ""
+
+
+def test_debug_does_not_outlive_its_command(monkeypatch):
+    """``--debug`` sets DIFFRIS_DEBUG for the command (and its workers) and puts it back after."""
+    import os
+
+    from diffris_cli.app import app as real_app
+
+    monkeypatch.delenv("DIFFRIS_DEBUG", raising=False)
+    runner.invoke(real_app, ["--debug", "--version"])
+    runner.invoke(real_app, ["--debug", "info", "--json"])
+    assert "DIFFRIS_DEBUG" not in os.environ
