@@ -52,13 +52,21 @@ def test_rasterios_not_georeferenced_warning_stays_out_of_a_normal_run(
     assert "has no CRS" in done.stderr  # diffris' own line says it
 
 
-@pytest.mark.parametrize("flag", ["-v", "--debug"])
-def test_it_shows_with_verbose_or_debug_as_one_debug_line(
-    bare_scene: Path, tmp_path: Path, flag: str
+@pytest.mark.parametrize(("verbose", "debug"), [(1, False), (0, True)], ids=["-v", "--debug"])
+def test_an_expected_warning_shows_with_verbose_or_debug_as_one_debug_line(
+    verbose: int, debug: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    stderr = _segment(bare_scene, tmp_path / "masks.tif", flag)
-    lines = [line for line in stderr.splitlines() if "NotGeoreferencedWarning" in line]
-    assert lines and all("DEBUG" in line for line in lines), stderr
+    from rasterio.errors import NotGeoreferencedWarning
+
+    configure_logging(verbose, False, debug=debug)
+    try:
+        warnings.warn("Dataset has no geotransform", NotGeoreferencedWarning, stacklevel=1)
+    finally:
+        logging.captureWarnings(False)
+    lines = [
+        line for line in capsys.readouterr().err.splitlines() if "NotGeoreferencedWarning" in line
+    ]
+    assert len(lines) == 1 and "DEBUG" in lines[0], lines
 
 
 @pytest.mark.parametrize("quiet", [False, True])
