@@ -23,6 +23,7 @@ from diffris_cli.options import (
     DtypeOption,
     FormatOption,
     JsonOption,
+    MaxMemoryOption,
     ModelOption,
     NodataOption,
     OutputTypeOption,
@@ -92,6 +93,7 @@ def archive(
     ] = None,
     model: ModelOption = None,
     pretrained: PretrainedOption = None,
+    max_memory: MaxMemoryOption = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -185,6 +187,7 @@ def archive(
       diffris archive status -o /data/masks     (see diffris archive status --help)
     """
     from diffris.data.prompts import load_prompts
+    from diffris.inference.memory import parse_size
 
     if log_file is not None:
         add_log_file(log_file)
@@ -208,6 +211,7 @@ def archive(
         stretch=stretch,
         creation_options=creation_options,
     )
+    budget = parse_size(max_memory) if max_memory is not None else None
     # the heavy part (torch, dask) only once the flags are known to be good
     from diffris.archive.processor import SegmentProcessor
     from diffris.archive.runner import ArchiveProgress
@@ -221,6 +225,7 @@ def archive(
         prompts=tuple(prompts),
         precision=parse_enum(Precision, precision, "--precision"),
         pretrained=pretrained,
+        max_memory=budget,
     )
     suffix = ".zarr" if options.format is not None and options.format.value == "zarr" else ".tif"
     with progress_bars("scenes", quiet=quiet or as_json) as progress_for:

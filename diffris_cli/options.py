@@ -106,3 +106,12 @@ PromptsFileOption = Annotated[
         help="Description file: YAML/JSON list of {id, text, threshold?}, or one prompt per line.",
     ),
 ]
+MaxMemoryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--max-memory",
+        help="Memory a scene's run may use, e.g. 48G (also DIFFRIS_MAX_MEMORY); a run whose "
+        "estimate exceeds it is refused before its work. Default: the memory available now.",
+        show_default=False,
+    ),
+]

@@ -20,6 +20,7 @@ from diffris_cli.options import (
     DtypeOption,
     FormatOption,
     JsonOption,
+    MaxMemoryOption,
     ModelOption,
     NodataOption,
     OutputTypeOption,
@@ -107,15 +108,7 @@ def segment(
             "--preview", help="Write a PNG quick-look with the masks overlaid (one scene)."
         ),
     ] = None,
-    max_memory: Annotated[
-        str | None,
-        typer.Option(
-            "--max-memory",
-            help="Memory the run may use, e.g. 48G (also DIFFRIS_MAX_MEMORY); the run is "
-            "refused up front if its estimate exceeds it. Default: the memory available now.",
-            show_default=False,
-        ),
-    ] = None,
+    max_memory: MaxMemoryOption = None,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:

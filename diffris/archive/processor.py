@@ -56,6 +56,9 @@ class SegmentProcessor:
     precision: Precision = Precision.FP32
     pretrained: str | None = None
     micro_batch: int | None = None
+    #: bytes a scene's run may use (``--max-memory``); None: ``DIFFRIS_MAX_MEMORY``, else the
+    #: memory available when the scene starts
+    max_memory: int | None = None
     _predictor: TilePredictor | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -94,10 +97,18 @@ class SegmentProcessor:
             InputError: the job was planned for other prompts.
             DiffrisError: the scene cannot be read or the output written.
         """
-        from diffris.inference.segment import segment_scene
+        from diffris.geo.grid import Grid
+        from diffris.inference.run import check_fits_in_memory
+        from diffris.inference.segment import open_scene, segment_scene
 
         if job.prompt_hash != prompt_set_hash(list(self.prompts)):
             raise InputError(f"{job.input}: the job was planned for another prompt set")
+        options = segment_options(job.options)
+        # Scene sizes are known only here: a scene too large fails alone, in one line, before
+        # its first tile (segment checks every scene up front).
+        with open_scene(job.input, options) as scene:
+            grid = Grid(scene.width, scene.height, tile=options.tile, overlap=options.overlap)
+        check_fits_in_memory(job.input, grid, len(job.prompts), options, budget=self.max_memory)
         if self._predictor is None:
             self.setup(None)
         assert self._predictor is not None
@@ -106,7 +117,7 @@ class SegmentProcessor:
             job.output,
             self._predictor,
             list(job.prompts),
-            segment_options(job.options),
+            options,
             model_id=job.model_id,
             overwrite=True,
             extra_tags=job.tags,

@@ -135,6 +135,33 @@ def _estimate(
     )
 
 
+def check_fits_in_memory(
+    scene: str | Path,
+    grid: Grid,
+    prompts: int,
+    options: SegmentOptions,
+    *,
+    budget: int | None = None,
+) -> None:
+    """Refuse a scene whose run would need more memory than ``budget`` allows.
+
+    Args:
+        budget: bytes (``--max-memory``); None: ``DIFFRIS_MAX_MEMORY``, else the memory
+            available now.
+
+    Raises:
+        NotEnoughMemoryError: with the numbers and the fixes.
+    """
+    estimate = _estimate(grid.width, grid.height, len(grid), prompts, options)
+    check_memory(
+        estimate.total,
+        scene=str(scene),
+        prompts=prompts,
+        batch_size=min(options.batch_size, len(grid)),  # a batch holds at most this
+        budget=budget,
+    )
+
+
 @dataclass(frozen=True)
 class SceneFailure:
     scene: str
@@ -175,14 +202,7 @@ def preflight(
     for scene, output in zip(scenes, outputs, strict=True):
         try:
             grid = check_scene(scene, output, prompts, options, overwrite=overwrite)
-            estimate = _estimate(grid.width, grid.height, len(grid), len(prompts), options)
-            check_memory(
-                estimate.total,
-                scene=str(scene),
-                prompts=len(prompts),
-                batch_size=min(options.batch_size, len(grid)),  # a batch holds at most this
-                budget=max_memory,
-            )
+            check_fits_in_memory(scene, grid, len(prompts), options, budget=max_memory)
         except DiffrisError as error:
             if len(scenes) == 1:
                 raise

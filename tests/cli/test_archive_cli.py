@@ -12,27 +12,28 @@ runner = CliRunner()
 
 
 def _archive(source, out, prompts, *extra):
-    return runner.invoke(
-        app,
-        [
-            "archive",
-            str(source),
-            "--prompts",
-            str(prompts),
-            "-o",
-            str(out),
-            "--model",
-            "tiny",
-            "--tile",
-            "64",
-            "--overlap",
-            "16",
-            "--threads",
-            "1",
-            "--json",
-            *extra,
-        ],
-    )
+    return runner.invoke(app, _archive_args(source, out, prompts, *extra))
+
+
+def _archive_args(source, out, prompts, *extra):
+    return [
+        "archive",
+        str(source),
+        "--prompts",
+        str(prompts),
+        "-o",
+        str(out),
+        "--model",
+        "tiny",
+        "--tile",
+        "64",
+        "--overlap",
+        "16",
+        "--threads",
+        "1",
+        "--json",
+        *extra,
+    ]
 
 
 def test_archive_run_rerun_and_status(tmp_path):
@@ -81,3 +82,26 @@ def test_status_of_a_folder_without_a_ledger_is_one_clear_line(tmp_path):
     result = runner.invoke(app, ["archive", "status", "-o", str(tmp_path)])
     assert result.exit_code == 1
     assert "has no archive ledger" in result.output and "Traceback" not in result.output
+
+
+def test_a_scene_too_large_for_the_memory_budget_fails_alone_in_one_line(tmp_path):
+    """The archive knows a scene's size only when it starts it: that scene fails before its
+    first tile, the ledger's error names the memory needed and the fixes, the others run."""
+    incoming = tmp_path / "incoming"
+    write_scene(incoming / "small.tif", seed=1)
+    write_scene(incoming / "wide.tif", seed=2, width=4096)
+    prompts = tmp_path / "prompts.yaml"
+    prompts.write_text("- id: roofs\n  text: the red roofs\n")
+    out = tmp_path / "masks"
+
+    # the estimate counts GDAL's block cache, then the rows: small ~0.5 MB more, wide ~7 MB
+    from diffris.inference.memory import gdal_cache_bytes
+
+    budget = f"{(gdal_cache_bytes() >> 20) + 3}M"
+    result = _archive(incoming, out, prompts, "--max-memory", budget)
+    assert result.exit_code == 1, result.output
+    scenes = {r["input"].rsplit("/", 1)[-1]: r for r in json.loads(result.stdout)["scenes"]}
+    assert scenes["small.tif"]["status"] == "done", scenes["small.tif"]["error"]
+    wide = scenes["wide.tif"]
+    assert wide["status"] == "failed" and "memory" in wide["error"] and "\n" not in wide["error"]
+    assert not (out / "wide.tif").exists()
