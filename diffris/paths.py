@@ -99,18 +99,30 @@ class WeightsLookup:
         return "; ".join(self.problems)
 
 
-def has_safetensors(directory: Path, stem: str) -> bool:
-    """Whether ``directory`` holds ``stem`` weights the loader reads: ``<stem>.safetensors``, a
-    variant ``<stem>.<variant>.safetensors``, or a (variant's) sharded ``.safetensors.index.json``.
+def safetensors_variant(directory: Path, stem: str) -> str | None:
+    """Which ``stem`` weights ``directory`` holds as safetensors, as the loader reads them.
+
+    Returns:
+        ``""`` for ``<stem>.safetensors`` (or its sharded ``.safetensors.index.json``), the
+        variant (e.g. ``"fp16"``) for ``<stem>.<variant>.safetensors`` or a variant's index, and
+        None when there are none (pickles are never loaded).
     """
     for suffix in (".safetensors", ".safetensors.index.json"):
         if (directory / f"{stem}{suffix}").is_file():
-            return True
-        for path in directory.glob(f"{stem}.*{suffix}"):
+            return ""
+    # A sharded variant has an index (its shards are named "<stem>.<variant>-0000N-of-...").
+    for suffix in (".safetensors.index.json", ".safetensors"):
+        for path in sorted(directory.glob(f"{stem}.*{suffix}")):
             variant = path.name[len(stem) + 1 : -len(suffix)]
             if path.is_file() and variant and "-of-" not in variant:
-                return True
-    return False
+                return variant
+    return None
+
+
+def has_safetensors(directory: Path, stem: str) -> bool:
+    """Whether ``directory`` holds ``stem`` weights the loader reads (see
+    :func:`safetensors_variant`)."""
+    return safetensors_variant(directory, stem) is not None
 
 
 def _problems(path: Path) -> tuple[str, ...]:

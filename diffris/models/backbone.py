@@ -30,7 +30,13 @@ from torch import Tensor, nn
 from diffris.errors import CheckpointMismatchError, InputError, WeightsNotFoundError
 from diffris.models.load_report import check_loading_info, load_errors, quiet_hub_libraries
 from diffris.models.sd_configs import check_sd_configs
-from diffris.paths import SD15_ENV, SD_SUBFOLDERS, inspect_sd_folder
+from diffris.paths import (
+    SD15_ENV,
+    SD_SUBFOLDERS,
+    SD_WEIGHT_STEMS,
+    inspect_sd_folder,
+    safetensors_variant,
+)
 
 if TYPE_CHECKING:
     from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
@@ -41,12 +47,6 @@ logger = logging.getLogger(__name__)
 
 #: The UNet's decoder stages DiffRIS reads (``up_blocks[0..3]``).
 NUM_STAGES = 4
-#: Weight file stems in a diffusers-layout folder; only safetensors are ever read.
-_WEIGHT_STEMS = {
-    "unet": "diffusion_pytorch_model",
-    "vae": "diffusion_pytorch_model",
-    "text_encoder": "model",
-}
 
 
 class FrozenBackbone(nn.Module):
@@ -247,7 +247,7 @@ def load_sd_components(source: str | Path, *, download: bool = False) -> SDCompo
     from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    variants: dict[str, str | None] = dict.fromkeys(_WEIGHT_STEMS)
+    variants: dict[str, str | None] = dict.fromkeys(SD_WEIGHT_STEMS)
     folder: Path | None = None
     if not download:
         folder = Path(source)
@@ -260,7 +260,7 @@ def load_sd_components(source: str | Path, *, download: bool = False) -> SDCompo
                 f"--pretrained DIR or set {SD15_ENV} to a complete copy of Stable Diffusion 1.5"
             )
         check_sd_configs(folder)
-        variants = {sub: _safetensors_variant(folder, sub) for sub in _WEIGHT_STEMS}
+        variants = {sub: _safetensors_variant(folder, sub) for sub in SD_WEIGHT_STEMS}
     common: dict[str, Any] = {
         "local_files_only": not download,
         "use_safetensors": True,
@@ -321,20 +321,16 @@ def _into_torch_memory(module: nn.Module) -> None:
 
 
 def _safetensors_variant(folder: Path, sub: str) -> str | None:
-    """Which weight variant a sub-folder holds as safetensors: None (plain) or e.g. ``fp16``."""
-    stem = _WEIGHT_STEMS[sub]
+    """Which weight variant a sub-folder holds as safetensors: None (plain) or e.g. ``fp16``.
+
+    Raises:
+        WeightsNotFoundError: it holds none (pickles are never loaded), naming what it holds.
+    """
+    stem = SD_WEIGHT_STEMS[sub]
     directory = folder / sub
-    if any(
-        (directory / f"{stem}{ext}").is_file()
-        for ext in (".safetensors", ".safetensors.index.json")
-    ):
-        return None
-    # A sharded variant has an index (its shards are named "<stem>.<variant>-0000N-of-...").
-    for suffix in (".safetensors.index.json", ".safetensors"):
-        for path in sorted(directory.glob(f"{stem}.*{suffix}")):
-            variant = path.name[len(stem) + 1 : -len(suffix)]
-            if "-of-" not in variant:
-                return variant
+    variant = safetensors_variant(directory, stem)
+    if variant is not None:
+        return variant or None
     found = ", ".join(sorted(p.name for p in directory.iterdir())) or "nothing"
     raise WeightsNotFoundError(
         f"{directory} has no {stem}.safetensors (found: {found}); diffris never loads pickled "
