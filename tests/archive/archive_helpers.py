@@ -158,3 +158,48 @@ class BoxProcessor:
 def read(path: str | Path) -> np.ndarray:
     with rasterio.open(path) as src:
         return src.read()
+
+
+def tiny_archive_args(
+    source: str | Path, prompts: str | Path, out: str | Path, *extra: str
+) -> list[str]:
+    """``diffris archive`` arguments with the tiny model on small tiles, one thread: fast."""
+    return [
+        "archive",
+        str(source),
+        "--prompts",
+        str(prompts),
+        "-o",
+        str(out),
+        "--model",
+        "tiny",
+        "--tile",
+        "64",
+        "--overlap",
+        "16",
+        "--threads",
+        "1",
+        *extra,
+    ]
+
+
+def archive_whole_and_split(
+    root: Path, processor: SegmentProcessor, options: dict[str, object], **common: object
+) -> tuple[Path, Path]:
+    """Archive ``root/in`` twice, unsplit into ``root/whole`` and split into 64-row parts into
+    ``root/split``; returns the two output folders (both runs asserted to succeed)."""
+    from diffris.archive.runner import EXIT_OK, archive
+
+    kwargs = dict(processor=processor, model="stand-in", model_id="field-v1", prompts=PROMPTS)
+    kwargs.update(common)
+    whole = archive(root / "in", out_dir=root / "whole", options=options, **kwargs)
+    split = archive(
+        root / "in",
+        out_dir=root / "split",
+        options=options,
+        split_rows=64,
+        split_align=64,
+        **kwargs,
+    )
+    assert whole.exit_code == split.exit_code == EXIT_OK
+    return root / "whole", root / "split"

@@ -9,10 +9,14 @@ import numpy as np
 import pytest
 import rasterio
 
-from diffris.archive.runner import EXIT_OK, archive
 from diffris.archive.split import PARTS_DIR
 from diffris.data.prompts import Prompt
-from tests.archive.archive_helpers import OPTIONS, FieldProcessor, write_scene
+from tests.archive.archive_helpers import (
+    OPTIONS,
+    FieldProcessor,
+    archive_whole_and_split,
+    write_scene,
+)
 from tests.geo.band_checks import assert_bands_survive_warp, photometric_problems
 from tests.geo.sink_helpers import cog_problems
 
@@ -53,18 +57,8 @@ def test_a_split_output_has_the_profile_and_pixels_of_an_unsplit_one(
     write_scene(tmp_path / "in" / "tall.tif", width=200, height=300, seed=5)
     processor = FieldProcessor(model="stand-in", prompts=PROMPTS)
     options = processor.job_options(OPTIONS.replace(format=fmt, creation_options=user_co))
-    common = dict(processor=processor, model="stand-in", model_id="field-v1", prompts=PROMPTS)
-    whole = archive(tmp_path / "in", out_dir=tmp_path / "whole", options=options, **common)
-    split = archive(
-        tmp_path / "in",
-        out_dir=tmp_path / "split",
-        options=options,
-        split_rows=64,
-        split_align=64,
-        **common,
-    )
-    assert whole.exit_code == split.exit_code == EXIT_OK
-    a, b = tmp_path / "whole" / "tall.tif", tmp_path / "split" / "tall.tif"
+    whole, split = archive_whole_and_split(tmp_path, processor, options, prompts=PROMPTS)
+    a, b = whole / "tall.tif", split / "tall.tif"
     assert _profile(b) == _profile(a)
     assert _profile(b)["structure"]["COMPRESSION"] == "LZW"  # the user's --co applied
     with rasterio.open(a) as one, rasterio.open(b) as other:

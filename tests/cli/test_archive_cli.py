@@ -6,34 +6,13 @@ from typer.testing import CliRunner
 
 from diffris.archive.lock import EXIT_LOCKED, OutputLock
 from diffris_cli.app import app
-from tests.archive.archive_helpers import write_corrupt, write_scene
+from tests.archive.archive_helpers import tiny_archive_args, write_corrupt, write_scene
 
 runner = CliRunner()
 
 
 def _archive(source, out, prompts, *extra):
-    return runner.invoke(app, _archive_args(source, out, prompts, *extra))
-
-
-def _archive_args(source, out, prompts, *extra):
-    return [
-        "archive",
-        str(source),
-        "--prompts",
-        str(prompts),
-        "-o",
-        str(out),
-        "--model",
-        "tiny",
-        "--tile",
-        "64",
-        "--overlap",
-        "16",
-        "--threads",
-        "1",
-        "--json",
-        *extra,
-    ]
+    return runner.invoke(app, tiny_archive_args(source, prompts, out, "--json", *extra))
 
 
 def test_archive_run_rerun_and_status(tmp_path):

@@ -13,11 +13,16 @@ from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
 
-from diffris.archive.runner import EXIT_OK, archive
 from diffris.errors import InputError
 from diffris.inference.run import preflight
 from diffris.inference.segment import segment_scene
-from tests.archive.archive_helpers import OPTIONS, PROMPTS, FieldPredictor, field_processor
+from tests.archive.archive_helpers import (
+    OPTIONS,
+    PROMPTS,
+    FieldPredictor,
+    archive_whole_and_split,
+    field_processor,
+)
 
 GCP_CRS = CRS.from_epsg(32633)
 GCPS = [
@@ -78,19 +83,8 @@ def test_a_zarr_output_of_a_gcp_scene_is_refused_before_any_work(tmp_path: Path)
 def test_a_split_gcp_scene_keeps_the_gcps_of_the_whole(tmp_path: Path) -> None:
     write_gcp_scene(tmp_path / "in" / "l1.tif")
     processor = field_processor()
-    common = dict(processor=processor, model="stand-in", model_id="field-v1", prompts=PROMPTS)
-    options = processor.job_options(OPTIONS)
-    whole = archive(tmp_path / "in", out_dir=tmp_path / "whole", options=options, **common)
-    split = archive(
-        tmp_path / "in",
-        out_dir=tmp_path / "split",
-        options=options,
-        split_rows=64,
-        split_align=64,
-        **common,
-    )
-    assert whole.exit_code == split.exit_code == EXIT_OK
-    a, b = tmp_path / "whole" / "l1.tif", tmp_path / "split" / "l1.tif"
+    whole, split = archive_whole_and_split(tmp_path, processor, processor.job_options(OPTIONS))
+    a, b = whole / "l1.tif", split / "l1.tif"
     assert _georeferencing(b) == _georeferencing(a)
     assert _georeferencing(a)[2] == [(p.row, p.col, p.x, p.y) for p in GCPS]
     with rasterio.open(a) as one, rasterio.open(b) as other:

@@ -12,7 +12,7 @@ import pytest
 
 from diffris.archive.lock import LOCK_NAME
 from diffris.archive.split import PARTS_DIR
-from tests.archive.archive_helpers import write_scene
+from tests.archive.archive_helpers import tiny_archive_args, write_scene
 from tests.hostile.harness import assert_one_clear_line, assert_unchanged, run_cli, snapshot
 
 LEDGER = "diffris-ledger.sqlite"
@@ -32,24 +32,8 @@ def site(tmp_path: Path) -> Path:
 
 
 def _archive(site: Path, source: Path | str | None = None, out: Path | None = None):
-    return run_cli(
-        [
-            "archive",
-            source if source is not None else site / "in",
-            "--prompts",
-            site / "prompts.yaml",
-            "-o",
-            out if out is not None else site / "out",
-            "--model",
-            "tiny",
-            "--tile",
-            "64",
-            "--overlap",
-            "16",
-            "--threads",
-            "1",
-        ]
-    )
+    source = source if source is not None else site / "in"
+    return run_cli(tiny_archive_args(source, site / "prompts.yaml", out or site / "out"))
 
 
 def _link(target: str) -> Callable[[Path, str], None]:

@@ -11,7 +11,7 @@ import pytest
 
 from diffris.archive import ledger as ledger_module
 from diffris.archive.ledger import LEDGER_NAME, SCHEMA_VERSION, Ledger
-from tests.archive.archive_helpers import write_scene
+from tests.archive.archive_helpers import tiny_archive_args, write_scene
 from tests.hostile.harness import assert_one_clear_line, assert_unchanged, run_cli, snapshot
 
 
@@ -124,23 +124,7 @@ def incoming(tmp_path):
 
 def _archive(tmp_path, *extra):
     return run_cli(
-        [
-            "archive",
-            tmp_path / "in",
-            "--prompts",
-            tmp_path / "prompts.txt",
-            "-o",
-            tmp_path / "out",
-            "--model",
-            "tiny",
-            "--tile",
-            "64",
-            "--overlap",
-            "16",
-            "--threads",
-            "1",
-            *extra,
-        ]
+        tiny_archive_args(tmp_path / "in", tmp_path / "prompts.txt", tmp_path / "out", *extra)
     )
 
 
