@@ -11,7 +11,7 @@ on the held-out scenes for each input and probe depth:
 - ``coarse maps``: the four UNet decoder levels resized to stride 32, what the decoder's fusion
   stages work on;
 - ``pooled fine map``: the stride-8 level average-pooled to stride 32, what
-  :class:`~diffris.models.pcmrd.ContextBlock` works on;
+  :class:`~diffris.models.diffris.pcmrd.ContextBlock` works on;
 - ``water mask``: the true water mask at stride 32 (shape alone; what any probe could reach).
 
 A probe is a 1×1 projection to 64 channels, ``depth`` 3×3 conv-GN-GELU layers, a 1×1 classifier:
@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from diffris.data.synthetic import DEFAULT_PROMPTS, write_scene
-from diffris.models.build import build_diffris
-from diffris.models.mask_head import group_norm
+from diffris.models.diffris.build import build_diffris
+from diffris.models.diffris.mask_head import group_norm
 
 TILE = 512
 CELL = 32

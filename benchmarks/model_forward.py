@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from diffris.models.build import build_diffris, build_on_meta
-from diffris.models.diffris import DiffRIS
+from diffris.models.diffris.build import build_diffris, build_on_meta
+from diffris.models.diffris.model import DiffRIS
 
 STEPS = ("text", "vae", "unet", "decoder")
 

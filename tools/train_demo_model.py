@@ -39,8 +39,8 @@ import yaml
 from PIL import Image
 
 from diffris.data.synthetic import DEFAULT_PROMPTS, write_scene
-from diffris.models.build import tiny_head_configs
 from diffris.models.checkpoint import load_trained, save_trained
+from diffris.models.diffris.tiny import tiny_head_configs
 from diffris.train import LaunchOptions, TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from diffris.data.base import Sample
-from diffris.eval.metrics import resize_mask_nearest
+from diffris.data.masks import resize_mask_nearest
 from diffris.models.preprocessing import check_input_size, to_model_range
 
 
@@ -24,7 +24,7 @@ class ResizeToModel:
 
     The image is resized with PIL's bilinear filter (antialiased when shrinking, as the reference
     loaders' torchvision ``Resize`` on PIL images); the mask with nearest neighbour
-    (:func:`~diffris.eval.metrics.resize_mask_nearest`, the same resize the INPUT-resolution
+    (:func:`~diffris.data.masks.resize_mask_nearest`, the same resize the INPUT-resolution
     metrics apply to the ground truth).
 
     Args:

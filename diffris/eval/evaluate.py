@@ -48,7 +48,7 @@ from diffris.eval.predictions import (
 from diffris.eval.report import GallerySample, write_report
 
 if TYPE_CHECKING:
-    from diffris.models.diffris import DiffRIS
+    from diffris.models.interface import ReferringModel
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def evaluation_loader(
 
 @torch.inference_mode()
 def score_model(
-    model: DiffRIS,
+    model: ReferringModel,
     loader: DataLoader,
     *,
     resolution: Resolution = Resolution.INPUT,
@@ -379,7 +379,7 @@ def _score_model_on(
     progress: ProgressFn | None,
 ) -> tuple[MetricAccumulator, PredictionFn, torch.device]:
     """Load the model, score ``indices`` and feed the gallery; see :func:`evaluate`."""
-    from diffris.models.build import load_model
+    from diffris.models.loading import load_model
 
     device = resolve_device(options.device)
     network = load_model(model, pretrained=pretrained, device=device)

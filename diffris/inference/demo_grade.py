@@ -1,7 +1,7 @@
 """One warning when a demo-grade model is run on a real scene: its masks mean nothing there.
 
-A model is demo-grade when its frozen backbone is the ``tiny`` preset's random one: ``tiny``
-itself, the bundled demo model, anything trained on it. Such a model only ever saw synthetic
+A model is demo-grade when its frozen backbone is random: the ``tiny`` or ``rsrefseg-tiny``
+preset itself, the bundled demo models, anything trained on them. Such a model only ever saw synthetic
 scenes (``diffris synth scene``, which tags its output ``generator=diffris synthetic scene``);
 on real imagery it still writes plausible-looking masks, so a run says so, once.
 """
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from diffris.models.diffris import BackboneIdentity
+    from diffris.models.interface import BackboneIdentity
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +28,10 @@ LEGACY_TINY_FINGERPRINT = "da32076d3587a11b"
 
 def is_demo_grade(backbone: BackboneIdentity) -> bool:
     """Whether a model with this backbone is a demo: built on the ``tiny`` random weights."""
+    from diffris.models.names import DEMO_PRESETS
+
     tiny = (TINY_FINGERPRINT, LEGACY_TINY_FINGERPRINT)
-    return backbone.preset == "tiny" or backbone.fingerprint in tiny
+    return backbone.preset in DEMO_PRESETS or backbone.fingerprint in tiny
 
 
 def is_synthetic_scene(path: str | os.PathLike[str]) -> bool:

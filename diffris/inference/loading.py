@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from diffris.data.prompts import Prompt
 from diffris.devices import Precision, resolve_device
 from diffris.inference.predictor import ModelPredictor
-from diffris.models.build import load_model
+from diffris.models.loading import load_model
 from diffris.models.names import model_identity
 
 

@@ -1,8 +1,9 @@
 """The tile predictor: the model in inference mode, with the caching the data path relies on.
 
 SAM's ``SamPredictor`` caches the image embedding so that many prompts cost one image encoding;
-this does the same in both directions: each prompt's text features (text encoder + CP-adapter)
-are computed once per run, and each tile's VAE latent once per tile, reused for every prompt.
+this does the same in both directions: each prompt's text features are computed once per run,
+and each tile's image features (DiffRIS: the VAE latent; RSRefSeg: the SAM embedding and the
+SigLIP map) once per tile, reused for every prompt.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import torch
 
 from diffris.data.prompts import Prompt
 from diffris.devices import Precision, autocast
+from diffris.models.interface import cat_rows, first_rows, select_rows
 
 if TYPE_CHECKING:
-    from diffris.models.diffris import DiffRIS
+    from diffris.models.interface import ImageFeatures, ReferringModel
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +37,14 @@ class TilePredictor(Protocol):
 
 
 class ModelPredictor:
-    """A :class:`TilePredictor` backed by a DiffRIS model.
+    """A :class:`TilePredictor` backed by a referring model of any architecture.
 
     Args:
         model: the model; moved to ``device`` and put in eval mode.
         prompts: the prompts of this run; their text features are computed here, once.
         device: where to run.
-        precision: autocast precision for the VAE, UNet and decoder.
-        micro_batch: tiles (VAE) or (tile, prompt) pairs (UNet and decoder) per model call;
+        precision: autocast precision of the image encoding and the decode.
+        micro_batch: tiles (image encoding) or (tile, prompt) pairs (decode) per model call;
             None picks 1 on a CPU (as fast as larger batches there) and 8 on a GPU. Every call
             has exactly this shape (the last chunk is padded), so the output does not depend
             on how many tiles a caller passes at once.
@@ -55,7 +57,7 @@ class ModelPredictor:
 
     def __init__(
         self,
-        model: DiffRIS,
+        model: ReferringModel,
         prompts: Sequence[Prompt],
         *,
         device: torch.device,
@@ -72,7 +74,9 @@ class ModelPredictor:
         for prompt, truncated in zip(self.prompts, tokens.truncated, strict=True):
             if truncated:
                 log.warning(
-                    "prompt %r is longer than the text encoder's 77 tokens; truncated", prompt.id
+                    "prompt %r is longer than the text encoder's %d tokens; truncated",
+                    prompt.id,
+                    model.config.max_tokens,
                 )
         with torch.inference_mode(), autocast(device, precision):
             self.text = model.encode_text(tokens)
@@ -95,7 +99,7 @@ class ModelPredictor:
         pixels = self.model.preprocess(torch.from_numpy(np.ascontiguousarray(tiles))).to(
             self.device
         )
-        latents = self._encode_in_chunks(pixels)
+        image = self._encode_in_chunks(pixels)
         tile_index = torch.arange(batch, device=self.device).repeat_interleave(prompts)
         prompt_index = torch.arange(prompts, device=self.device).repeat(batch)
         out = torch.empty((batch * prompts, *tiles.shape[2:]), dtype=torch.float32)
@@ -105,7 +109,7 @@ class ModelPredictor:
             )
             with autocast(self.device, self.precision):
                 logits = self.model.decode(
-                    latents.index_select(0, tile_index[index]),
+                    select_rows(image, tile_index[index]),
                     self.text.index_select(prompt_index[index]),
                 )
             count = min(self.micro_batch, batch * prompts - start)
@@ -117,11 +121,11 @@ class ModelPredictor:
         missing = self.micro_batch - len(index)
         return torch.cat([index, index[-1:].repeat(missing)]) if missing > 0 else index
 
-    def _encode_in_chunks(self, pixels: torch.Tensor) -> torch.Tensor:
-        """VAE latents of ``pixels``, in micro-batches (the last padded with its last tile)."""
+    def _encode_in_chunks(self, pixels: torch.Tensor) -> ImageFeatures:
+        """Image features of ``pixels``, in micro-batches (the last padded with its last tile)."""
         chunks = []
         for start in range(0, len(pixels), self.micro_batch):
             index = self._padded(torch.arange(start, min(start + self.micro_batch, len(pixels))))
             with autocast(self.device, self.precision):
                 chunks.append(self.model.encode_image(pixels[index.to(pixels.device)]))
-        return torch.cat(chunks)[: len(pixels)]
+        return first_rows(cat_rows(chunks), len(pixels))

@@ -1,17 +1,19 @@
-"""Trained-model folders: save and load the trainable weights of a DiffRIS model.
+"""Trained-model folders: save and load the trainable weights of a model of any architecture.
 
 A trained model is a folder of three files, none of them a pickle::
 
-    model.safetensors   the trainable weights only (CP-adapter + decoder), float tensors
-    config.json         {"architecture": "diffris", "format_version": 1, "preset": ...,
-                         "model": DiffRISConfig.to_dict()}  (all options + backbone identity)
+    model.safetensors   the trainable weights only (DiffRIS: CP-adapter + decoder; RSRefSeg:
+                        LoRA + prompter + SAM's prompt encoder and mask decoder)
+    config.json         {"architecture": "diffris" | "rsrefseg", "format_version": 1,
+                         "preset": ..., "model": <the architecture's config>.to_dict()}
+                        (all options + the frozen backbone's identity and fingerprint)
     metadata.json       versions, creation time, parameter counts, and whatever the caller adds
                         (training data, metrics, ...)
 
-The frozen backbone is not stored: it is rebuilt from its preset (``tiny``: deterministic; ``sd15``:
-the local Stable Diffusion folder), and its fingerprint must match the one the model was trained
-on (every tensor, :mod:`diffris.models.fingerprint`; a config of an older diffris records a
-partial, scheme-1 fingerprint, which is checked as such, with a warning). Loading checks every tensor's name and shape and reports all mismatches in one message.
+The frozen backbone is not stored: the architecture rebuilds it from its preset (``tiny``:
+deterministic; ``sd15``, ``rsrefseg-b``: local folders) and refuses it unless its fingerprint
+matches the one the model was trained on (:mod:`diffris.models.fingerprint`). Loading checks
+every tensor's name and shape and reports all mismatches in one message.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import datetime
 import importlib.metadata
 import json
 import logging
-import math
 import os
 import shutil
 import uuid
@@ -37,22 +38,20 @@ from diffris.errors import (
     WeightsNotFoundError,
 )
 from diffris.messages import cut
-from diffris.models.diffris import BackboneIdentity, DiffRIS, DiffRISConfig
-from diffris.models.fingerprint import FINGERPRINT_SCHEME, LEGACY_SCHEME, legacy_fingerprint
-from diffris.models.names import CONFIG_NAME, WEIGHTS_NAME
-from diffris.models.sd_configs import SD_SCALING_FACTOR
+from diffris.models.interface import ModelConfig, ReferringModel
+from diffris.models.names import CONFIG_NAME, WEIGHTS_NAME, Pretrained
+from diffris.models.registry import ARCHITECTURES, architecture
 from diffris.tensor_files import save_tensors
 
 logger = logging.getLogger(__name__)
 
 METADATA_NAME = "metadata.json"
-ARCHITECTURE = "diffris"
 FORMAT_VERSION = 1
 _RESERVED_METADATA = ("created", "versions", "parameters")
 
 
 def save_trained(
-    model: DiffRIS,
+    model: ReferringModel,
     folder: str | os.PathLike[str],
     *,
     metadata: dict[str, Any] | None = None,
@@ -104,7 +103,7 @@ def save_trained(
     except (TypeError, ValueError) as err:
         raise InputError(f"metadata is not JSON-able: {err}") from err
     config = {
-        "architecture": ARCHITECTURE,
+        "architecture": model.architecture,
         "format_version": FORMAT_VERSION,
         "preset": model.config.backbone.preset,
         "model": model.config.to_dict(),
@@ -128,8 +127,18 @@ def save_trained(
     return folder
 
 
-def read_config(folder: str | os.PathLike[str]) -> DiffRISConfig:
-    """The :class:`DiffRISConfig` of a trained-model folder, checked for architecture/version.
+def read_config(folder: str | os.PathLike[str]) -> ModelConfig:
+    """The model config of a trained-model folder (its architecture's), checked for version.
+
+    Raises:
+        WeightsNotFoundError: the folder or one of its files is missing.
+        CheckpointMismatchError: the config is malformed or for another architecture/version.
+    """
+    return read_architecture_and_config(folder)[1]
+
+
+def read_architecture_and_config(folder: str | os.PathLike[str]) -> tuple[str, ModelConfig]:
+    """The architecture name and model config of a trained-model folder (see :func:`read_config`).
 
     Raises:
         WeightsNotFoundError: the folder or one of its files is missing.
@@ -147,10 +156,11 @@ def read_config(folder: str | os.PathLike[str]) -> DiffRISConfig:
         raise CheckpointMismatchError(
             f"{path} holds a JSON {type(raw).__name__}; expected the object diffris writes"
         )
-    architecture = raw.get("architecture")
-    if architecture != ARCHITECTURE:
+    name = raw.get("architecture")
+    if name not in ARCHITECTURES:
         raise CheckpointMismatchError(
-            f"{path} names architecture {cut(architecture)}; this diffris loads {ARCHITECTURE!r}"
+            f"{path} names architecture {cut(name)}; this diffris loads "
+            f"{', '.join(repr(known) for known in ARCHITECTURES)}"
         )
     version = raw.get("format_version")
     if version != FORMAT_VERSION:
@@ -161,7 +171,7 @@ def read_config(folder: str | os.PathLike[str]) -> DiffRISConfig:
     if not isinstance(raw.get("model"), dict):
         raise CheckpointMismatchError(f"{path} has no 'model' options object")
     try:
-        return DiffRISConfig.from_dict(raw["model"])
+        return name, architecture(name).CONFIG_CLASS.from_dict(raw["model"])
     except (InputError, TypeError) as err:
         raise CheckpointMismatchError(f"{path}: {err}") from err
 
@@ -178,18 +188,19 @@ def read_metadata(folder: str | os.PathLike[str]) -> dict[str, Any]:
 def load_trained(
     folder: str | os.PathLike[str],
     *,
-    pretrained: str | os.PathLike[str] | None = None,
+    pretrained: Pretrained = None,
     device: str | torch.device | None = None,
     check_backbone: bool = True,
-) -> DiffRIS:
-    """Rebuild a trained model: its preset backbone plus the saved trainable weights.
+) -> ReferringModel:
+    """Rebuild a trained model: its architecture's preset backbone plus the saved weights.
 
     Args:
         folder: written by :func:`save_trained`.
-        pretrained: Stable Diffusion folder for ``sd15`` models (else ``$DIFFRIS_SD15``).
+        pretrained: folders of the frozen foundations (see :data:`~diffris.models.names.
+            Pretrained`); None looks in the environment variables and the diffris cache.
         device: where to put the model (default: the CPU).
         check_backbone: refuse a backbone whose weight fingerprint differs from the one the
-            model was trained on (turn off only to experiment with another SD-1.5 copy).
+            model was trained on (turn off only to experiment with another copy).
 
     Returns:
         The model in eval mode.
@@ -201,34 +212,11 @@ def load_trained(
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from diffris.models.build import build_diffris
-
     folder = Path(folder).expanduser()
-    config = read_config(folder)
-    expected = config.backbone
-    try:
-        model = build_diffris(
-            expected.preset,
-            pretrained=pretrained,
-            cp_adapter=config.cp_adapter,
-            pcmrd=config.pcmrd,
-            latent_scale=config.latent_scale,
-            timestep=config.timestep,
-            max_tokens=config.max_tokens,
-            mask_threshold=config.mask_threshold,
-        )
-    except InputError as err:
-        raise CheckpointMismatchError(f"{folder / CONFIG_NAME}: {err}") from err
-    actual = model.config.backbone
-    shape = (expected.text_dim, tuple(expected.feature_channels))
-    if shape != (actual.text_dim, tuple(actual.feature_channels)):
-        raise CheckpointMismatchError(
-            f"{folder} was trained on a backbone with text width {expected.text_dim} and feature "
-            f"channels {tuple(expected.feature_channels)}; the {actual.preset} backbone has "
-            f"{actual.text_dim} and {tuple(actual.feature_channels)}"
-        )
-    _check_fingerprint(folder, model, expected, check_backbone)
-    _check_latent_scale(folder, model)
+    name, config = read_architecture_and_config(folder)
+    model = architecture(name).rebuild(
+        config, pretrained=pretrained, check_backbone=check_backbone, source=folder
+    )
     weights = folder / WEIGHTS_NAME
     try:
         state = load_file(weights)
@@ -239,62 +227,6 @@ def load_trained(
     model.load_trainable_state_dict(state, source=str(weights))
     target = torch.device("cpu") if device is None else torch.device(device)
     return model.to(target).eval()
-
-
-def _check_fingerprint(
-    folder: Path, model: DiffRIS, expected: BackboneIdentity, check_backbone: bool
-) -> None:
-    """Refuse (or, without ``check_backbone``, warn about) a backbone other than the trained one.
-
-    A config written by an older diffris records a scheme-1 fingerprint (three tensors per
-    module); it is checked with that scheme, and a warning says the check was partial.
-    """
-    actual = model.config.backbone
-    scheme = expected.fingerprint_scheme
-    if scheme > FINGERPRINT_SCHEME:
-        raise CheckpointMismatchError(
-            f"{folder / CONFIG_NAME} records a backbone fingerprint of scheme {scheme}; diffris "
-            f"{__version__} knows schemes up to {FINGERPRINT_SCHEME}: upgrade diffris"
-        )
-    found = actual.fingerprint
-    if scheme == LEGACY_SCHEME:
-        parts = [model.backbone.vae, model.backbone.unet, model.text_encoder.model]
-        found = legacy_fingerprint(parts, extra=[str(len(model.text_encoder.tokenizer))])
-    if expected.fingerprint != found:
-        message = (
-            f"{folder} was trained on the {expected.preset} backbone with fingerprint "
-            f"{expected.fingerprint}, but the loaded backbone has {found} (other "
-            "weights, or another torch/diffusers version for tiny)"
-        )
-        if check_backbone:
-            raise CheckpointMismatchError(message + "; load the backbone it was trained on")
-        logger.warning("%s; loading anyway (check_backbone=False)", message)
-    elif scheme == LEGACY_SCHEME:
-        logger.warning(
-            "%s was saved by an older diffris, whose backbone fingerprint covers only a few "
-            "tensors: the backbone was checked only that far; save the model again "
-            "(save_trained(load_trained(folder), new_folder)) to record the full fingerprint",
-            folder,
-        )
-
-
-def _check_latent_scale(folder: Path, model: DiffRIS) -> None:
-    """Warn when the backbone's VAE config asks for another latent scale than the trained one.
-
-    The trained heads only ever saw latents at the recorded ``latent_scale``, so that one is used;
-    a folder that says otherwise (and is not SD-1.x's own 0.18215) is worth a word.
-    """
-    trained = model.config.latent_scale
-    folder_scale = model.backbone.vae.config.get("scaling_factor") or SD_SCALING_FACTOR
-    if folder_scale != SD_SCALING_FACTOR and not math.isclose(folder_scale, trained):
-        logger.warning(
-            "%s was trained with latent_scale %s but the backbone's VAE config says "
-            "scaling_factor %s; using %s, the scale the trained heads expect",
-            folder,
-            trained,
-            folder_scale,
-            trained,
-        )
 
 
 def _check_folder(folder: Path) -> Path:

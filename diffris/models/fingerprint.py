@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from diffris.errors import CheckpointMismatchError
 from diffris.paths import diffris_home
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,53 @@ def fingerprint(digests: Sequence[str], extra: Sequence[str] = ()) -> str:
 
 
 @torch.no_grad()
+def check_fingerprint(
+    source: Path,
+    *,
+    preset: str,
+    expected: str,
+    found: str,
+    scheme: int,
+    strict: bool = True,
+    hint: str = "other weights",
+) -> None:
+    """Refuse (or, when not ``strict``, warn about) a backbone other than the trained one.
+
+    Args:
+        source: the trained-model folder, for messages.
+        preset: the backbone's preset name.
+        expected: the fingerprint the folder records.
+        found: the loaded backbone's fingerprint, computed with the recorded ``scheme``.
+        scheme: the recorded fingerprint scheme.
+        strict: raise on a mismatch (False: log a warning and go on).
+        hint: what a mismatch usually means, for the message.
+
+    Raises:
+        CheckpointMismatchError: a newer scheme than this diffris knows, or (``strict``) a
+            different fingerprint.
+    """
+    if scheme > FINGERPRINT_SCHEME:
+        raise CheckpointMismatchError(
+            f"{source} records a backbone fingerprint of scheme {scheme}; this diffris knows "
+            f"schemes up to {FINGERPRINT_SCHEME}: upgrade diffris"
+        )
+    if expected != found:
+        message = (
+            f"{source} was trained on the {preset} backbone with fingerprint {expected}, but "
+            f"the loaded backbone has {found} ({hint})"
+        )
+        if strict:
+            raise CheckpointMismatchError(message + "; load the backbone it was trained on")
+        logger.warning("%s; loading anyway (check_backbone=False)", message)
+    elif scheme == LEGACY_SCHEME:
+        logger.warning(
+            "%s was saved by an older diffris, whose backbone fingerprint covers only a few "
+            "tensors: the backbone was checked only that far; save the model again "
+            "(save_trained(load_trained(folder), new_folder)) to record the full fingerprint",
+            source,
+        )
+
+
 def module_digest(module: nn.Module) -> str:
     """SHA-256 of every parameter and buffer of ``module``: names, shapes, dtypes, values.
 

@@ -8,12 +8,29 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TypeAlias
 
 from diffris.errors import InputError, InputNotFoundError, WeightsNotFoundError
 
-#: The built-in presets (keys of :data:`diffris.models.build.MODEL_REGISTRY`).
-PRESETS = ("tiny", "sd15")
+#: Each built-in preset and the architecture that builds it (:mod:`diffris.models.registry`).
+PRESET_ARCHITECTURES = {
+    "tiny": "diffris",
+    "sd15": "diffris",
+    "rsrefseg-tiny": "rsrefseg",
+    "rsrefseg-b": "rsrefseg",
+    "rsrefseg-l": "rsrefseg",
+}
+#: The built-in presets.
+PRESETS = tuple(PRESET_ARCHITECTURES)
+#: Presets whose frozen weights are random (built for tests and demos, not for real imagery).
+DEMO_PRESETS = ("tiny", "rsrefseg-tiny")
+#: The frozen foundations a preset may load from local folders, by ``--pretrained`` key.
+PRETRAINED_KEYS = ("sd15", "siglip", "sam")
+#: Where frozen foundations come from: one folder (the model's only one), a mapping of
+#: :data:`PRETRAINED_KEYS` to folders, or None (environment variables, the diffris cache).
+Pretrained: TypeAlias = str | os.PathLike[str] | Mapping[str, str] | None
 #: The files of a trained-model folder.
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -95,3 +112,59 @@ def model_spec(name_or_folder: str | os.PathLike[str]) -> str:
     """
     name = str(name_or_folder)
     return name if name in PRESETS else os.path.abspath(os.path.expanduser(name))
+
+
+def pretrained_folder(pretrained: Pretrained, key: str, *, sole: bool) -> str | None:
+    """The folder ``pretrained`` gives for the foundation ``key``, or None (look elsewhere).
+
+    Args:
+        pretrained: see :data:`Pretrained`.
+        key: one of :data:`PRETRAINED_KEYS`.
+        sole: whether a bare folder can mean ``key`` (a model with one foundation); a model
+            with several needs ``key=DIR``.
+
+    Raises:
+        InputError: a bare folder for a model that needs several.
+    """
+    if pretrained is None:
+        return None
+    if isinstance(pretrained, Mapping):
+        value = pretrained.get(key)
+        return None if value is None else str(value)
+    if not sole:
+        raise InputError(
+            f"--pretrained {pretrained} is ambiguous for this model, which loads several "
+            f"foundations; write --pretrained {key}=DIR (keys: {', '.join(PRETRAINED_KEYS)})"
+        )
+    return str(pretrained)
+
+
+def parse_pretrained(values: Sequence[str]) -> Pretrained:
+    """``--pretrained`` values: one bare folder, or ``KEY=DIR`` pairs (``siglip=/w/siglip``).
+
+    Raises:
+        InputError: an unknown key, a key given twice, or a bare folder mixed with pairs.
+    """
+    if not values:
+        return None
+    pairs: dict[str, str] = {}
+    bare: list[str] = []
+    for value in values:
+        key, sep, folder = value.partition("=")
+        if sep and key in PRETRAINED_KEYS and folder:
+            if key in pairs:
+                raise InputError(f"--pretrained {key}= given twice; give each foundation once")
+            pairs[key] = os.path.abspath(os.path.expanduser(folder))
+        elif sep and key and "/" not in key and os.sep not in key and not Path(value).exists():
+            raise InputError(
+                f"--pretrained {value}: unknown foundation {key!r}; use one of "
+                f"{', '.join(f'{k}=DIR' for k in PRETRAINED_KEYS)}, or a bare folder"
+            )
+        else:
+            bare.append(os.path.abspath(os.path.expanduser(value)))
+    if bare and (pairs or len(bare) > 1):
+        raise InputError(
+            "--pretrained takes one bare folder, or KEY=DIR pairs (e.g. --pretrained "
+            "siglip=DIR --pretrained sam=DIR); not both"
+        )
+    return bare[0] if bare else pairs

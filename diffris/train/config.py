@@ -24,8 +24,8 @@ from typing import Any
 from diffris.config import Config
 from diffris.devices import Precision
 from diffris.errors import InputError
-from diffris.models.cp_adapter import CPAdapterConfig
-from diffris.models.pcmrd import PCMRDConfig
+from diffris.models.diffris.cp_adapter import CPAdapterConfig
+from diffris.models.diffris.pcmrd import PCMRDConfig
 
 #: Datasets ``TrainConfig.dataset`` accepts; ``synthetic`` is a folder written by
 #: :func:`diffris.data.synthetic.write_dataset` in any of the three layouts.

@@ -37,8 +37,7 @@ from torch import Tensor, nn
 from diffris.errors import DiffrisError
 
 if TYPE_CHECKING:
-    from diffris.models.diffris import DiffRIS
-    from diffris.models.text_encoder import TokenBatch
+    from diffris.models.interface import ImageFeatures, ReferringModel, Tokens
 
 logger = logging.getLogger(__name__)
 
@@ -164,26 +163,29 @@ def barrier(ctx: DistContext) -> None:
 
 
 class TrainableHeads(nn.Module):
-    """The CP-adapter and the decoder as one module, the frozen model kept outside it.
+    """The model's trainable sub-modules as one module, the rest of the model kept outside it.
 
-    ``forward`` runs the differentiable part of DiffRIS: text features through the CP-adapter,
-    one UNet pass conditioned on them, and the decoder. The frozen backbone and text encoder are
-    deliberately not registered as sub-modules, so that DDP neither broadcasts nor watches them.
+    ``forward`` runs the differentiable part of the model: the image encoding when it has
+    trainable parts (RSRefSeg's LoRA), the text encoding and the decode. Only the sub-modules of
+    :meth:`~diffris.models.interface.ReferringModel.trainable_modules` are registered, so that
+    DDP neither broadcasts nor watches a frozen backbone outside them (DiffRIS's VAE and UNet).
     """
 
-    def __init__(self, model: DiffRIS) -> None:
+    def __init__(self, model: ReferringModel) -> None:
         super().__init__()
-        self.cp_adapter = model.cp_adapter
-        self.decoder = model.decoder
-        object.__setattr__(self, "frozen_model", model)  # unregistered on purpose
+        for name, module in model.trainable_modules().items():
+            self.add_module(name.replace(".", "_"), module)
+        object.__setattr__(self, "whole_model", model)  # unregistered on purpose
 
-    def forward(self, latents: Tensor, tokens: TokenBatch) -> Tensor:
-        """(B, 4, h, w) latents and B prompts' tokens -> (B, 1, 8h, 8w) logits."""
-        model: DiffRIS = self.frozen_model  # type: ignore[assignment]
-        return model.decode(latents, model.encode_text(tokens))
+    def forward(self, inputs: Tensor | ImageFeatures, tokens: Tokens, *, encoded: bool) -> Tensor:
+        """B images (pixels in [-1, 1], or their image features when ``encoded``) and B prompts'
+        tokens -> (B, 1, H, W) logits."""
+        model: ReferringModel = self.whole_model  # type: ignore[assignment]
+        image = inputs if encoded else model.encode_image(inputs)
+        return model.decode(image, model.encode_text(tokens))
 
 
-def unused_parameters(model: DiffRIS, *, size: int = 64) -> list[str]:
+def unused_parameters(model: ReferringModel, *, size: int = 64) -> list[str]:
     """Trainable parameters that get no gradient from a forward pass (ablations switch parts off).
 
     Runs one small forward/backward (``size``² px, one prompt) without touching the global RNG;
@@ -192,20 +194,19 @@ def unused_parameters(model: DiffRIS, *, size: int = 64) -> list[str]:
     heads = TrainableHeads(model)
     device = model.device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        channels = model.backbone.unet.config["in_channels"]
-        latents = torch.zeros(1, channels, size // 8, size // 8, device=device)
-        heads(latents, model.tokenize(["a probe"])).float().sum().backward()
+        pixels = torch.zeros(1, 3, size, size, device=device)
+        heads(pixels, model.tokenize(["a probe"]), encoded=False).float().sum().backward()
     unused = [name for name, p in model.named_trainable_parameters() if p.grad is None]
     for param in model.trainable_parameters():
         param.grad = None
     return unused
 
 
-def wrap_heads(model: DiffRIS, ctx: DistContext) -> nn.Module:
+def wrap_heads(model: ReferringModel, ctx: DistContext) -> nn.Module:
     """The module a training step calls: :class:`TrainableHeads`, in DDP when distributed.
 
-    The heads hold no buffers (LayerNorm/GroupNorm only), so DDP's per-forward buffer broadcast
-    has nothing to send.
+    DDP broadcasts the registered buffers from rank 0 at every forward: DiffRIS's heads have none
+    (LayerNorm/GroupNorm only); RSRefSeg's are SAM's frozen positional tables, already equal.
     """
     heads = TrainableHeads(model)
     if not ctx.distributed:

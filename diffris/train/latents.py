@@ -31,7 +31,7 @@ from diffris.tensor_files import save_tensors
 from diffris.train.distributed import DistContext, all_sum, barrier
 
 if TYPE_CHECKING:
-    from diffris.models.diffris import DiffRIS
+    from diffris.models.interface import ReferringModel
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +78,14 @@ def distinct_images(dataset: ReferringDataset) -> tuple[list[int], Tensor]:
     return representatives, torch.tensor(rows, dtype=torch.int64)
 
 
-def cache_key(model: DiffRIS, dataset: ReferringDataset, size: int, precision: Precision) -> str:
-    """What the cached latents depend on: backbone, latent scale, input size, precision, samples."""
+def cache_key(
+    model: ReferringModel, dataset: ReferringDataset, size: int, precision: Precision
+) -> str:
+    """What the cached latents depend on: the model's config (backbone fingerprint, latent
+    scale), input size, precision, samples."""
     digest = hashlib.sha256()
     identity = {
-        "backbone": model.config.backbone.fingerprint,
-        "preset": model.config.backbone.preset,
-        "latent_scale": model.config.latent_scale,
+        "model": model.config.to_dict(),
         "size": size,
         "precision": precision.value,
         "dataset": type(dataset).__name__,
@@ -97,7 +98,7 @@ def cache_key(model: DiffRIS, dataset: ReferringDataset, size: int, precision: P
 
 
 def _encode_shard(
-    model: DiffRIS,
+    model: ReferringModel,
     dataset: ReferringDataset,
     indices: list[int],
     *,
@@ -143,7 +144,7 @@ def _all_gather_rows(shard: Tensor, count: int, ctx: DistContext) -> Tensor:
 
 
 def build_latent_cache(
-    model: DiffRIS,
+    model: ReferringModel,
     dataset: ReferringDataset,
     ctx: DistContext,
     *,

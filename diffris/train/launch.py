@@ -16,8 +16,7 @@ from typing import Any
 
 import torch
 
-from diffris.errors import DiffrisError, InputError, OutputNotWritableError, WeightsNotFoundError
-from diffris.paths import SD15_ENV, inspect_sd_folder
+from diffris.errors import DiffrisError, InputError, OutputNotWritableError
 from diffris.train import state as state_io
 from diffris.train.config import LaunchOptions, TrainConfig
 from diffris.train.data import open_split
@@ -64,28 +63,14 @@ def _show(value: Any) -> str:
 
 
 def check_pretrained(config: TrainConfig) -> None:
-    """Refuse a ``--pretrained`` folder that is missing or incomplete (``sd15`` only).
+    """Refuse ``--pretrained`` folders that are missing or incomplete, before anything is written.
 
     Raises:
         WeightsNotFoundError: naming the folder and what is missing.
     """
-    if config.pretrained is None:
-        return
-    folder = Path(config.pretrained).expanduser()
-    if config.preset == "tiny":
-        logger.warning("--pretrained %s is ignored: the tiny preset has its own weights", folder)
-        return
-    if not folder.is_dir():
-        raise WeightsNotFoundError(
-            f"--pretrained {folder} does not exist; give a local Stable Diffusion 1.5 folder in "
-            f"the diffusers layout (unet/, vae/, text_encoder/, tokenizer/) or set {SD15_ENV}"
-        )
-    missing = inspect_sd_folder(folder).missing
-    if missing:
-        raise WeightsNotFoundError(
-            f"--pretrained {folder} is incomplete: missing {', '.join(f'{m}/' for m in missing)} "
-            "(expected the diffusers layout unet/, vae/, text_encoder/, tokenizer/)"
-        )
+    from diffris.models.registry import check_pretrained as check_foundations
+
+    check_foundations(config.preset, config.pretrained)
 
 
 def check_devices(launch: LaunchOptions, *, resume: bool) -> None:

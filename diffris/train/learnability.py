@@ -16,7 +16,7 @@ from diffris.data.base import ReferringDataset, SampleMeta
 from diffris.devices import Precision
 from diffris.eval.evaluate import evaluation_loader, score_model
 from diffris.eval.metrics import Scores
-from diffris.models.diffris import DiffRIS
+from diffris.models.interface import ReferringModel
 
 
 def derangement(size: int, seed: int) -> list[int]:
@@ -54,7 +54,7 @@ class ShuffledSentences(torch.utils.data.Dataset[Any]):
 
 
 def score_with_and_without_text(
-    model: DiffRIS,
+    model: ReferringModel,
     dataset: ReferringDataset,
     *,
     batch_size: int = 8,

@@ -5,7 +5,7 @@ of ``device_batch`` samples (its chunks, see :mod:`diffris.train.sampler`), each
 (seed, step, chunk); the loss of a micro-batch is the *sum* of its per-sample losses times
 ``world / global_batch``, so after DDP's average over processes the gradient is exactly that of
 the global-batch mean, whatever the split. Only the CP-adapter and the decoder are optimised; the
-backbone stays frozen and in eval mode (:class:`~diffris.models.backbone.FrozenBackbone`).
+backbone stays frozen and in eval mode (:class:`~diffris.models.diffris.backbone.FrozenBackbone`).
 """
 
 from __future__ import annotations
@@ -23,14 +23,12 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from diffris.data.transforms import ResizeToModel, collate
 from diffris.devices import Precision, autocast
-from diffris.errors import TrainingDivergedError
+from diffris.errors import InputError, TrainingDivergedError
 from diffris.eval.evaluate import evaluation_loader, score_model
 from diffris.eval.metrics import MetricAccumulator, merge_accumulators
-from diffris.models.build import build_diffris, tiny_head_configs
 from diffris.models.checkpoint import save_trained
-from diffris.models.cp_adapter import CPAdapterConfig
-from diffris.models.diffris import DiffRIS
-from diffris.models.pcmrd import PCMRDConfig
+from diffris.models.interface import ImageFeatures, ReferringModel, map_tensors
+from diffris.models.registry import build_for_training
 from diffris.train import state as state_io
 from diffris.train.config import LaunchOptions, TrainConfig
 from diffris.train.data import open_split
@@ -54,28 +52,9 @@ logger = logging.getLogger(__name__)
 SELECT_BY = "oIoU"
 
 
-def build_model(config: TrainConfig) -> DiffRIS:
+def build_model(config: TrainConfig) -> ReferringModel:
     """The untrained model of ``config``: preset backbone, heads seeded with ``config.seed``."""
-    if config.preset == "tiny":
-        default_adapter, default_decoder = tiny_head_configs()
-    else:
-        default_adapter, default_decoder = CPAdapterConfig(), PCMRDConfig()
-    adapter, decoder = config.ablation.apply(
-        config.cp_adapter or default_adapter, config.pcmrd or default_decoder
-    )
-    options = {
-        name: getattr(config, name)
-        for name in ("latent_scale", "timestep")
-        if getattr(config, name) is not None
-    }
-    return build_diffris(
-        config.preset,
-        pretrained=config.pretrained,
-        cp_adapter=adapter,
-        pcmrd=decoder,
-        seed=config.seed,
-        **options,
-    )
+    return build_for_training(config)
 
 
 class Trainer:
@@ -102,6 +81,12 @@ class Trainer:
         self.device = ctx.device
         self.precision = config.precision
         self.model = build_model(config).to(self.device).train()
+        if config.cache_latents and not self.model.image_features_frozen:
+            raise InputError(
+                f"--cache-latents: the {config.preset} model's image features change while it "
+                "trains (LoRA in its encoders), so they cannot be computed once; drop "
+                "--cache-latents"
+            )
         transform = ResizeToModel(config.image_size)
         self.train_set = open_split(config.dataset, config.data_root, config.train_split, transform)
         self.val_set = (
@@ -226,13 +211,13 @@ class Trainer:
             batch = next(batches)
             torch.manual_seed(chunk_seed(config.seed, self.global_step, self.sampler.chunk(micro)))
             masks = batch["mask"].to(self.device)
-            latents = self._latents(batch)
+            inputs, encoded = self._image_inputs(batch)
             tokens = self.model.tokenize(list(batch["sentence"]))
             last = micro == micro_batches - 1
             sync = contextlib.nullcontext() if last or not ctx.distributed else net.no_sync()  # type: ignore[operator]
             with sync:
                 with autocast(self.device, self.precision):
-                    logits = net(latents, tokens)
+                    logits = net(inputs, tokens, encoded=encoded)
                 losses = segmentation_loss(
                     logits, masks, bce_weight=config.bce_weight, dice_weight=config.dice_weight
                 )
@@ -273,12 +258,21 @@ class Trainer:
                 self.emit(event)
         return loss
 
-    def _latents(self, batch: dict[str, Any]) -> torch.Tensor:
+    def _image_inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor | ImageFeatures, bool]:
+        """What the heads take for ``batch``: image features, or the pixels to encode.
+
+        Frozen image features (DiffRIS's latent) come from the cache or are computed here, in
+        float32 as the cache holds them; trainable ones (RSRefSeg's LoRA encoders) are computed
+        inside the (DDP-wrapped) heads so that their gradients are reduced.
+        """
         if self.cache is not None:
-            return self.cache.get(batch["index"]).to(self.device)
+            return self.cache.get(batch["index"]).to(self.device), True
+        pixels = batch["pixels"].to(self.device)
+        if not self.model.image_features_frozen:
+            return pixels, False
         with autocast(self.device, self.precision):
-            latents = self.model.encode_image(batch["pixels"].to(self.device))
-        return latents.float()
+            features = self.model.encode_image(pixels)
+        return map_tensors(features, lambda part: part.float()), True
 
     # -- epoch end ------------------------------------------------------------------------------
 

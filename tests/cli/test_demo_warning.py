@@ -7,9 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from diffris.inference.demo_grade import TINY_FINGERPRINT, is_demo_grade
-from diffris.models.build import build_diffris
 from diffris.models.checkpoint import load_trained
-from diffris.models.diffris import BackboneIdentity
+from diffris.models.diffris.build import build_diffris
+from diffris.models.diffris.model import BackboneIdentity
 from diffris_cli.app import app
 from tests.inference.scenes import position_scene
 

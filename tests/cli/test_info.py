@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from diffris.errors import WeightsNotFoundError
-from diffris.models.build import resolve_sd15
+from diffris.models.diffris.build import resolve_sd15
 from diffris_cli.app import app
 
 runner = CliRunner()

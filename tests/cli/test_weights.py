@@ -20,8 +20,9 @@ import pytest
 from typer.testing import CliRunner
 
 from diffris.errors import WeightsNotFoundError
-from diffris.models.backbone import load_sd_components, save_sd_components
-from diffris.models.build import build_tiny_components, resolve_sd15, tiny_component_configs
+from diffris.models.diffris.backbone import load_sd_components, save_sd_components
+from diffris.models.diffris.build import resolve_sd15
+from diffris.models.diffris.tiny import build_tiny_components, tiny_component_configs
 from diffris.paths import SD15_REPO_ID
 from diffris_cli.app import app
 

@@ -25,7 +25,7 @@ from diffris.eval.evaluate import (
 from diffris.eval.gallery import GallerySelector
 from diffris.eval.metrics import Resolution, iou, iou_counts, resize_mask_nearest
 from diffris.eval.predictions import prediction_file
-from diffris.models.build import load_model
+from diffris.models.loading import load_model
 
 #: Images are 128 px and the network input 64 px, so INPUT and ORIGINAL resolutions differ.
 DATA_SIZE, INPUT_SIZE = 128, 64

@@ -20,9 +20,10 @@ import rasterio
 from rasterio.transform import from_origin
 from safetensors.torch import load_file, save_file
 
-from diffris.models.backbone import save_sd_components
-from diffris.models.build import build_diffris, build_tiny_components
 from diffris.models.checkpoint import save_trained
+from diffris.models.diffris.backbone import save_sd_components
+from diffris.models.diffris.build import build_diffris
+from diffris.models.diffris.tiny import build_tiny_components
 from tests.hostile.harness import assert_one_clear_line, assert_unchanged, run_cli, snapshot
 
 

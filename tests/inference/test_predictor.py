@@ -8,7 +8,7 @@ from diffris.data.prompts import Prompt
 from diffris.devices import Precision
 from diffris.inference.predictor import ModelPredictor
 from diffris.inference.segment import SegmentOptions, segment_scene
-from diffris.models.build import load_model
+from diffris.models.loading import load_model
 from tests.inference.scenes import position_scene
 
 

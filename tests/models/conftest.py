@@ -5,8 +5,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from diffris.models.build import build_diffris
-from diffris.models.diffris import DiffRIS
+from diffris.models.diffris.build import build_diffris
+from diffris.models.diffris.model import DiffRIS
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from diffris.errors import InputError
-from diffris.models.backbone import FrozenBackbone
-from diffris.models.build import (
+from diffris.models.diffris.backbone import FrozenBackbone
+from diffris.models.diffris.tiny import (
     TINY_LATENT_CHANNELS,
     build_tiny_components,
     tiny_component_configs,

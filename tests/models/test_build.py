@@ -6,18 +6,13 @@ import pytest
 import torch
 
 from diffris.errors import InputError, WeightsNotFoundError
-from diffris.models.backbone import load_sd_components, save_sd_components
-from diffris.models.build import (
-    MODEL_REGISTRY,
-    build_diffris,
-    build_on_meta,
-    build_tiny_components,
-    components_from_configs,
-    load_model,
-    sd15_component_configs,
-    tiny_head_configs,
-)
-from diffris.models.diffris import DiffRIS
+from diffris.models.diffris.backbone import load_sd_components, save_sd_components
+from diffris.models.diffris.build import build_diffris, build_on_meta
+from diffris.models.diffris.components import components_from_configs, sd15_component_configs
+from diffris.models.diffris.model import DiffRIS
+from diffris.models.diffris.tiny import build_tiny_components, tiny_head_configs
+from diffris.models.loading import load_model
+from diffris.models.registry import MODEL_REGISTRY
 from diffris.paths import SD15_ENV
 
 
@@ -47,10 +42,13 @@ def test_sd15_model_on_meta_has_sd15_feature_shapes() -> None:
 
 
 def test_unknown_preset_lists_the_valid_ones(tmp_path: Path) -> None:
-    assert set(MODEL_REGISTRY) == {"tiny", "sd15"}
+    assert set(MODEL_REGISTRY) == {"tiny", "sd15", "rsrefseg-tiny", "rsrefseg-b", "rsrefseg-l"}
     with pytest.raises(InputError, match="unknown model 'sd21'; choose one of: tiny, sd15"):
         build_diffris("sd21")
-    message = "unknown model 'sd21'; choose one of: tiny, sd15, or a trained-model folder"
+    message = (
+        "unknown model 'sd21'; choose one of: tiny, sd15, rsrefseg-tiny, rsrefseg-b, "
+        "rsrefseg-l, or a trained-model folder"
+    )
     with pytest.raises(InputError, match=message):
         load_model("sd21")
     with pytest.raises(InputError, match="unknown model option"):

@@ -15,10 +15,11 @@ from diffris.errors import (
     OutputExistsError,
     WeightsNotFoundError,
 )
-from diffris.models.build import build_diffris, load_model
 from diffris.models.checkpoint import load_trained, read_config, read_metadata, save_trained
-from diffris.models.diffris import DiffRIS
-from diffris.models.pcmrd import PCMRDConfig
+from diffris.models.diffris.build import build_diffris
+from diffris.models.diffris.model import DiffRIS
+from diffris.models.diffris.pcmrd import PCMRDConfig
+from diffris.models.loading import load_model
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +122,8 @@ def test_bad_configs_are_refused(trained: tuple[DiffRIS, Path], tmp_path: Path) 
     target = tmp_path / "bad"
     shutil.copytree(folder, target)
     config = json.loads((folder / "config.json").read_text())
-    (target / "config.json").write_text(json.dumps({**config, "architecture": "rsrefseg"}))
-    with pytest.raises(CheckpointMismatchError, match="architecture 'rsrefseg'"):
+    (target / "config.json").write_text(json.dumps({**config, "architecture": "maskformer"}))
+    with pytest.raises(CheckpointMismatchError, match="architecture 'maskformer'"):
         load_trained(target)
     config["model"]["pcmrd"]["dimension"] = 3
     (target / "config.json").write_text(json.dumps(config))

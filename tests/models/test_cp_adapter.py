@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from diffris.errors import InputError
-from diffris.models.cp_adapter import (
+from diffris.models.diffris.cp_adapter import (
     ContextEncoder,
     CPAdapter,
     CPAdapterConfig,

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from diffris.errors import InputError
-from diffris.models.build import TINY_LATENT_CHANNELS
-from diffris.models.diffris import DiffRIS
+from diffris.models.diffris.model import DiffRIS
+from diffris.models.diffris.tiny import TINY_LATENT_CHANNELS
 
 
 @pytest.mark.parametrize("size", [512, 256])
@@ -46,7 +46,7 @@ def test_prompt_count_must_match_images(tiny_model: DiffRIS, pixels_256: torch.T
 
 
 def test_only_heads_get_gradients_and_they_flow_through_the_unet(pixels_256: torch.Tensor) -> None:
-    from diffris.models.build import build_diffris
+    from diffris.models.diffris.build import build_diffris
 
     torch.manual_seed(0)
     model = build_diffris("tiny").train()

@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffris.models.backbone import load_sd_components, save_sd_components
-from diffris.models.build import build_tiny_components
+from diffris.models.diffris.backbone import load_sd_components, save_sd_components
+from diffris.models.diffris.tiny import build_tiny_components
 
 # The tiny preset, its copy saved as a folder and loaded back through the sd15 path, and one
 # forward of each with the same heads: the outputs must be bit-identical.
 _COMPARE_BOTH_PATHS = """
 import sys, tempfile, torch
-from diffris.models.backbone import save_sd_components
-from diffris.models.build import build_diffris, build_tiny_components, tiny_head_configs
+from diffris.models.diffris.backbone import save_sd_components
+from diffris.models.diffris.build import build_diffris
+from diffris.models.diffris.tiny import build_tiny_components, tiny_head_configs
 folder = save_sd_components(build_tiny_components(), tempfile.mkdtemp() + "/sd")
 preset = build_diffris("tiny", seed=0).eval()
 adapter, decoder = tiny_head_configs()

@@ -12,9 +12,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from diffris.errors import CheckpointMismatchError, DiffrisError
-from diffris.models.backbone import save_sd_components
-from diffris.models.build import build_diffris, build_tiny_components, tiny_head_configs
 from diffris.models.checkpoint import load_trained, save_trained
+from diffris.models.diffris.backbone import save_sd_components
+from diffris.models.diffris.build import build_diffris
+from diffris.models.diffris.tiny import build_tiny_components, tiny_head_configs
 from diffris.paths import diffris_home
 
 UNET_WEIGHTS = Path("unet") / "diffusion_pytorch_model.safetensors"
@@ -137,7 +138,7 @@ def test_a_vae_whose_latents_the_unet_cannot_take_is_refused_at_load(
 ) -> None:
     from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 
-    from diffris.models.build import tiny_component_configs
+    from diffris.models.diffris.tiny import tiny_component_configs
 
     folder = _copy(sd_folder, tmp_path)
     shutil.rmtree(folder / "vae")
@@ -162,7 +163,7 @@ def test_a_tokenizer_larger_than_the_text_vocabulary_is_refused_at_load(
 ) -> None:
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from diffris.models.build import tiny_component_configs
+    from diffris.models.diffris.tiny import tiny_component_configs
 
     folder = _copy(sd_folder, tmp_path)
     shutil.rmtree(folder / "text_encoder")
@@ -206,7 +207,7 @@ def test_weights_missing_a_tensor_are_refused_not_filled_with_random_values(
 
 def test_in_memory_weights_are_fingerprinted_in_full() -> None:
     reference = build_diffris("tiny").config.backbone.fingerprint
-    from diffris.models.build import compose
+    from diffris.models.diffris.build import compose
 
     components = build_tiny_components()
     with torch.no_grad():

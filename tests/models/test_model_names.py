@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from diffris.errors import InputError, InputNotFoundError, WeightsNotFoundError
-from diffris.models.build import load_model, resolve_model
-from diffris.models.names import model_identity
+from diffris.models.loading import load_model
+from diffris.models.names import model_identity, resolve_model
 from diffris_cli.app import app
 
 
@@ -37,7 +37,10 @@ def test_an_existing_folder_or_file_without_a_model_is_named_as_such(tmp_path, m
 
 def test_a_bare_unknown_name_lists_the_presets(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    message = "^unknown model 'sd21'; choose one of: tiny, sd15, or a trained-model folder$"
+    message = (
+        "^unknown model 'sd21'; choose one of: tiny, sd15, rsrefseg-tiny, rsrefseg-b, rsrefseg-l,"
+        " or a trained-model folder$"
+    )
     with pytest.raises(InputError, match=message):
         resolve_model("sd21")
     (tmp_path / "tiny").mkdir()
@@ -55,14 +58,14 @@ def test_segment_with_a_missing_model_folder_says_so(tmp_path, monkeypatch):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines == [
         "error: model folder runs/best does not exist; give a trained-model folder (written by "
-        "diffris train) or a preset: tiny, sd15"
+        "diffris train) or a preset: tiny, sd15, rsrefseg-tiny, rsrefseg-b, rsrefseg-l"
     ]
     assert not list(tmp_path.iterdir())
 
 
 def test_the_light_preset_list_is_the_registry() -> None:
     """``--model`` is checked from names.PRESETS before torch loads: it must name every preset."""
-    from diffris.models.build import MODEL_REGISTRY
     from diffris.models.names import PRESETS
+    from diffris.models.registry import MODEL_REGISTRY
 
     assert tuple(MODEL_REGISTRY) == PRESETS

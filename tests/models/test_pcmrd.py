@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from diffris.errors import InputError
-from diffris.models.mask_head import DynamicConvHead, TokenMaskHead
-from diffris.models.oaqil import OAQIL, GumbelOrder, average_assigned, gumbel_assign
-from diffris.models.pcmrd import PCMRD, ContextBlock, PCMRDConfig
+from diffris.models.diffris.mask_head import DynamicConvHead, TokenMaskHead
+from diffris.models.diffris.oaqil import OAQIL, GumbelOrder, average_assigned, gumbel_assign
+from diffris.models.diffris.pcmrd import PCMRD, ContextBlock, PCMRDConfig
 
 torch.set_num_threads(1)
 

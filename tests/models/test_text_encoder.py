@@ -5,8 +5,8 @@ import torch
 from transformers import CLIPTokenizer
 
 from diffris.errors import InputError
-from diffris.models.diffris import DiffRIS
-from diffris.models.text_encoder import bundled_tokenizer_dir, load_bundled_tokenizer
+from diffris.models.diffris.model import DiffRIS
+from diffris.models.diffris.text_encoder import bundled_tokenizer_dir, load_bundled_tokenizer
 
 
 def test_bundled_tokenizer_is_real_clip_bpe() -> None:

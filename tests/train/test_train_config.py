@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from diffris.errors import InputError
-from diffris.models.build import tiny_head_configs
+from diffris.models.diffris.tiny import tiny_head_configs
 from diffris.train import Ablation, TrainConfig
 from diffris.train.trainer import build_model
 

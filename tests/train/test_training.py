@@ -11,7 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from diffris.errors import TrainingDivergedError
-from diffris.models.build import TINY_LATENT_CHANNELS, build_diffris, load_model
+from diffris.models.diffris.build import build_diffris
+from diffris.models.diffris.tiny import TINY_LATENT_CHANNELS
+from diffris.models.loading import load_model
 from diffris.train import Ablation, EpochEvent, StepEvent, train
 from diffris.train import state as state_io
 from diffris.train.run_folder import RunFolder, read_config, read_metrics

@@ -1,6 +1,6 @@
 """DiffRIS: the composed model (frozen SD-1.5 backbone + CLIP text, trainable CP-adapter + PCMRD).
 
-Like SAM's ``Sam``, the model receives its parts already built (see :mod:`diffris.models.build`)
+Like SAM's ``Sam``, the model receives its parts already built (see :mod:`diffris.models.diffris.build`)
 and owns its pre- and post-processing, so that the tile predictor, training and evaluation cannot
 drift apart. The steps are exposed separately because the tile predictor caches them: text
 features once per prompt (:meth:`DiffRIS.encode_text`), the VAE latent once per tile
@@ -21,11 +21,11 @@ from torch import Tensor, nn
 from diffris.config import Config, check_at_most
 from diffris.errors import CheckpointMismatchError, InputError
 from diffris.messages import cut
-from diffris.models.backbone import FrozenBackbone
-from diffris.models.cp_adapter import CPAdapter, CPAdapterConfig
-from diffris.models.pcmrd import PCMRD, PCMRDConfig
+from diffris.models.diffris.backbone import FrozenBackbone
+from diffris.models.diffris.cp_adapter import CPAdapter, CPAdapterConfig
+from diffris.models.diffris.pcmrd import PCMRD, PCMRDConfig
+from diffris.models.diffris.text_encoder import MAX_TOKENS, FrozenTextEncoder, TokenBatch
 from diffris.models.preprocessing import check_input_size, to_model_range
-from diffris.models.text_encoder import MAX_TOKENS, FrozenTextEncoder, TokenBatch
 
 #: Prefixes of the trainable parts in :meth:`DiffRIS.trainable_state_dict`.
 TRAINABLE_PARTS = ("cp_adapter", "decoder")
@@ -147,7 +147,8 @@ class TextFeatures:
 
 
 class DiffRIS(nn.Module):
-    """Referring segmentation with a frozen diffusion backbone.
+    """Referring segmentation with a frozen diffusion backbone (a
+    :class:`~diffris.models.interface.ReferringModel`).
 
     Args:
         backbone: frozen VAE encoder + UNet.
@@ -189,6 +190,11 @@ class DiffRIS(nn.Module):
         self.cp_adapter = cp_adapter
         self.decoder = decoder
         self.config = config
+
+    #: Recorded in a trained folder's ``config.json``.
+    architecture = "diffris"
+    #: The VAE latent has no trainable part: training may encode each image once.
+    image_features_frozen = True
 
     @property
     def device(self) -> torch.device:
@@ -319,6 +325,10 @@ class DiffRIS(nn.Module):
         return logits > math.log(threshold / (1 - threshold))
 
     # -- training helpers -----------------------------------------------------------------------
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        """The CP-adapter and the decoder: every trainable parameter, none of the backbone."""
+        return {part: getattr(self, part) for part in TRAINABLE_PARTS}
 
     def named_trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         """(name, parameter) of the CP-adapter and the decoder, names as in the state dict."""

@@ -28,8 +28,8 @@ import torch
 from torch import Tensor, nn
 
 from diffris.errors import CheckpointMismatchError, InputError, WeightsNotFoundError
+from diffris.models.diffris.sd_configs import check_sd_configs
 from diffris.models.load_report import check_loading_info, load_errors, quiet_hub_libraries
-from diffris.models.sd_configs import check_sd_configs
 from diffris.paths import (
     SD15_ENV,
     SD_SUBFOLDERS,
@@ -230,7 +230,7 @@ def load_sd_components(source: str | Path, *, download: bool = False) -> SDCompo
 
     The architecture comes from each sub-folder's config, checked first (sizes bounded, the VAE's
     latent channels against the UNet's input, the text width against the UNet's cross-attention:
-    :func:`diffris.models.sd_configs.check_sd_configs`); only safetensors weights are read (a
+    :func:`diffris.models.diffris.sd_configs.check_sd_configs`); only safetensors weights are read (a
     folder with only pickled ``.bin`` weights is refused), and every tensor the parts need must
     be in them (diffusers would fill a missing one with random values). Weights are float32.
 

@@ -4,9 +4,9 @@ Paper section 3.4. N learnable query tokens pass through three decoding stages, 
 Stage k fuses two adjacent levels FPN-style (1×1 conv of each to C, upsample the coarser, add,
 3×3 conv + GroupNorm + GELU): stage 1 fuses levels 0 and 1 (strides 64, 32), stage 2 the stage-1
 map with level 2 (stride 16), stage 3 the stage-2 map with level 3 (stride 8). Each stage then
-runs an :class:`~diffris.models.oaqil.OAQIL` on its fused map, the text and the tokens, and hands
+runs an :class:`~diffris.models.diffris.oaqil.OAQIL` on its fused map, the text and the tokens, and hands
 the updated tokens on. The head scores stride-4 pixel embeddings from the finest fused map against
-the final tokens (:mod:`diffris.models.mask_head`).
+the final tokens (:mod:`diffris.models.diffris.mask_head`).
 
 Ablation switches (paper Table 6): ``multi_scale=False`` makes each stage use its own level alone
 (level 0 is then unused); ``query_tokens=False`` removes tokens and OAQILs, and a 1×1 kernel
@@ -32,8 +32,13 @@ from torch import Tensor, nn
 
 from diffris.config import Config, check_at_most
 from diffris.errors import InputError
-from diffris.models.mask_head import DynamicConvHead, PixelDecoder, TokenMaskHead, group_norm
-from diffris.models.oaqil import MIN_TEMPERATURE, OAQIL, GumbelOrder
+from diffris.models.diffris.mask_head import (
+    DynamicConvHead,
+    PixelDecoder,
+    TokenMaskHead,
+    group_norm,
+)
+from diffris.models.diffris.oaqil import MIN_TEMPERATURE, OAQIL, GumbelOrder
 
 #: Feature levels from the UNet decoder, coarse to fine (strides 64, 32, 16, 8).
 NUM_LEVELS = 4
@@ -56,12 +61,12 @@ class PCMRDConfig(Config):
             reorganises (tiny preset, synthetic data, 3 epochs: 9 val mIoU, against 41 at 1.0).
             At 1.0 the Gumbel noise first explores the grouping and τ sharpens as it is learnt.
         gumbel_order: where the Gumbel noise enters relative to τ (choice; see
-            :mod:`diffris.models.oaqil`).
+            :mod:`diffris.models.diffris.oaqil`).
         mlp_ratio: hidden width of the OAQIL token MLP as a multiple of ``dim`` (choice: 4).
         sentence_conditioning: the token mask head also multiplies the pixel embeddings by a
             projection of the pooled sentence and adds a sentence-generated kernel to the token
             kernel (choice: True; without it the tiny preset scored 23 val mIoU on synthetic
-            data against 41 with it, see :class:`~diffris.models.mask_head.TokenMaskHead`).
+            data against 41 with it, see :class:`~diffris.models.diffris.mask_head.TokenMaskHead`).
             Unused without query tokens.
         context_layers: 3×3 conv-GN-GELU layers of the :class:`ContextBlock` on the finest
             fused map (choice: 0, the paper's decoder, for every preset). On the tiny preset's
