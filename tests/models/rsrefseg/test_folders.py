@@ -371,3 +371,34 @@ def test_a_safetensors_index_naming_pickled_shards_is_refused(tmp_path):
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     lookup = inspect_siglip_folder(folder)
     assert not lookup.found and "non-safetensors shards" in lookup.reason()
+
+
+def test_siglips_own_sentencepiece_tokenizer_is_saved_and_read_back(tmp_path, saved):
+    import io
+
+    import sentencepiece
+    from transformers import SiglipTokenizer
+
+    corpus = ["red road", "a red dot", "road to a door"] * 20  # few letters: few pieces
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus),
+        model_writer=model,
+        vocab_size=14,
+        hard_vocab_limit=False,
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        minloglevel=2,
+    )
+    (tmp_path / "spiece.model").write_bytes(model.getvalue())
+    parts, _, sam_dir = saved
+    tokenizer = SiglipTokenizer(str(tmp_path / "spiece.model"), model_max_length=16)
+    own = RSRefSegComponents(siglip=parts.siglip, tokenizer=tokenizer, sam=parts.sam)
+    siglip_dir, _ = save_components(own, tmp_path / "siglip", tmp_path / "sam")
+    assert (siglip_dir / "spiece.model").is_file() and inspect_siglip_folder(siglip_dir).found
+    loaded = load_components(siglip_dir, sam_dir)
+    assert isinstance(loaded.tokenizer, SiglipTokenizer)
+    text = "a red door to a road"
+    assert loaded.tokenizer(text)["input_ids"] == tokenizer(text)["input_ids"]
