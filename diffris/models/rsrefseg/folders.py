@@ -215,6 +215,9 @@ def load_components(
         "low_cpu_mem_usage": False,
         "local_files_only": True,
         "output_loading_info": True,
+        # shapes that contradict the config come back in the loading report, which names them
+        # (and is refused below), instead of an error pointing at a log line
+        "ignore_mismatched_sizes": True,
         "dtype": torch.float32,
     }
     with quiet_hub_libraries():

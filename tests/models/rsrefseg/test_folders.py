@@ -116,6 +116,7 @@ class _Records(logging.Handler):
             self.messages.append(record.getMessage())
 
 
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="reads Linux's /proc/self/maps")
 def test_saved_folders_load_back_bit_identical_frozen_and_in_owned_memory(saved, capfd):
     parts, siglip_dir, sam_dir = saved
     assert sorted(p.name for p in sam_dir.iterdir()) == ["config.json", "model.safetensors"]
@@ -402,3 +403,30 @@ def test_siglips_own_sentencepiece_tokenizer_is_saved_and_read_back(tmp_path, sa
     assert isinstance(loaded.tokenizer, SiglipTokenizer)
     text = "a red door to a road"
     assert loaded.tokenizer(text)["input_ids"] == tokenizer(text)["input_ids"]
+
+
+def _copy(source: Path, target: Path) -> Path:
+    target.mkdir()
+    for item in source.iterdir():
+        (target / item.name).write_bytes(item.read_bytes())
+    return target
+
+
+def test_weights_that_do_not_fit_their_config_are_one_line(tmp_path, saved):
+    _, siglip_dir, sam_dir = saved
+    wider = _copy(sam_dir, tmp_path / "wider")
+    config = json.loads((wider / "config.json").read_text())
+    config["mask_decoder_config"]["iou_head_hidden_dim"] = 2 * WIDTH
+    (wider / "config.json").write_text(json.dumps(config))
+    with pytest.raises(WeightsNotFoundError) as err:
+        load_components(siglip_dir, wider)
+    message = _one_line(err)
+    assert f"the weights in {wider} do not cover the SAM model" in message
+    assert "of another shape" in message
+
+    broken = _copy(sam_dir, tmp_path / "broken")
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightsNotFoundError) as err:
+        load_components(siglip_dir, broken)
+    assert _one_line(err).startswith(f"could not load SAM from {broken}: ")
