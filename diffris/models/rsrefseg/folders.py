@@ -57,7 +57,8 @@ def _fix(part: Foundation) -> str:
 def _unusable(part: Foundation, path: Path, source: str, lookup: WeightsLookup) -> str:
     """The one line refusing a folder the user named (or a cache folder that is broken)."""
     reason = lookup.reason()
-    return f"{part.title} folder {path} ({source}) cannot be used: {reason}; {_never(reason)}{_fix(part)}"
+    fix = _never(reason) + _fix(part)
+    return f"{part.title} folder {path} ({source}) cannot be used: {reason}; {fix}"
 
 
 def _never(reason: str) -> str:
