@@ -10,6 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from diffris import __version__
+from diffris.models.rsrefseg.lookup import (
+    FOUNDATIONS,
+    PRESET_FOUNDATIONS,
+    candidates,
+    inspect_folder,
+)
 from diffris.paths import checkpoint_cache, diffris_home, inspect_sd_folder, sd15_candidates
 
 _PACKAGES = ("torch", "diffusers", "transformers", "rasterio", "zarr", "dask", "distributed")
@@ -64,6 +70,41 @@ def _torch_devices() -> list[dict[str, Any]]:
     return devices
 
 
+def rsrefseg_weights() -> dict[str, dict[str, Any]]:
+    """Where RSRefSeg's SigLIP, SAM ViT-B and SAM ViT-L are looked for, and what is there.
+
+    Each part lists the folders searched in order (``$DIFFRIS_SIGLIP``/``$DIFFRIS_SAM`` where
+    set, then the cache), which ones are usable, and the folder the presets would load (the
+    first one named or present decides, as :func:`~diffris.models.rsrefseg.folders.
+    resolve_folders` does), or null.
+    """
+    report = {}
+    for name, part in FOUNDATIONS.items():
+        searched, chosen = [], None
+        for candidate in candidates(part):
+            lookup = inspect_folder(part, candidate.path)
+            if chosen is None and (candidate.given or candidate.path.exists()):
+                chosen = str(candidate.path) if lookup.found else ""
+            searched.append(
+                {
+                    "path": str(candidate.path),
+                    "source": candidate.source,
+                    "found": lookup.found,
+                    "problems": list(lookup.problems),
+                    "status": "found" if lookup.found else lookup.reason(),
+                }
+            )
+        report[name] = {
+            "title": part.title,
+            "presets": [p for p, parts in PRESET_FOUNDATIONS.items() if part in parts],
+            "folders": searched,
+            "uses": chosen or None,
+            "download": part.download_command,
+            "env": part.env,
+        }
+    return report
+
+
 def collect_info(pretrained: str | None = None, *, torch_devices: bool = False) -> dict[str, Any]:
     """Everything ``diffris info`` reports, as plain JSON-able values.
 
@@ -98,6 +139,7 @@ def collect_info(pretrained: str | None = None, *, torch_devices: bool = False) 
         "devices": _torch_devices() if torch_devices else [_cpu(), *_nvidia_gpus()],
         "devices_from": "torch" if torch_devices else "driver",
         "stable_diffusion": weights,
+        "rsrefseg": rsrefseg_weights(),
         "home": str(diffris_home()),
         "checkpoint_cache": str(checkpoint_cache()),
     }

@@ -1,4 +1,7 @@
-"""Fetch Stable Diffusion 1.5 from the Hugging Face Hub, only when asked (``diffris weights``).
+"""Fetch backbone weights from the Hugging Face Hub, only when asked (``diffris weights``).
+
+Stable Diffusion 1.5 for DiffRIS; SigLIP so400m-patch14-384 and SAM ViT-B/ViT-L for RSRefSeg
+(:func:`download_foundation`, into the folders :mod:`diffris.models.rsrefseg.lookup` searches).
 
 Nothing else in diffris downloads. The files come through huggingface_hub's own cache (so a copy
 already downloaded by diffusers or ``hf download`` is reused, an interrupted download resumes, and
@@ -16,11 +19,24 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from diffris.errors import OutputExistsError, WeightsNotFoundError
-from diffris.paths import SD15_REPO_ID, SD_WEIGHT_STEMS, default_sd15_folder, inspect_sd_folder
+from diffris.errors import InputError, OutputExistsError, WeightsNotFoundError
+from diffris.models.rsrefseg.lookup import (
+    FOUNDATIONS,
+    SAFETENSORS,
+    SAFETENSORS_INDEX,
+    inspect_folder,
+)
+from diffris.paths import (
+    SD15_REPO_ID,
+    SD_WEIGHT_STEMS,
+    WeightsLookup,
+    default_sd15_folder,
+    inspect_sd_folder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -102,14 +118,80 @@ def download_sd15(
     if folder.exists() and not folder.is_dir():
         raise OutputExistsError(f"{folder} is a file; choose another folder with --output")
     patterns = allow_patterns(variant)
-    snapshot = _snapshot(repo_id, revision, patterns)
+    snapshot = _snapshot(repo_id, revision, patterns, SD15_REPO_ID)
     commit = snapshot.name
-    _assemble(snapshot, folder, patterns, variant, repo_id)
+    hint = "" if variant is Variant.FP32 else f" (no {variant.value} variant? try fp32)"
+    _assemble(snapshot, folder, patterns, inspect_sd_folder, f"{repo_id}", hint)
     logger.info("Stable Diffusion 1.5 from %s@%s in %s", repo_id, commit, folder)
     return Downloaded(folder, repo_id, commit, default)
 
 
-def _snapshot(repo_id: str, revision: str | None, patterns: list[str]) -> Path:
+def foundation_patterns(name: str) -> list[str]:
+    """The repository paths fetched for an RSRefSeg part: its config and safetensors weights
+    (plain or sharded), SigLIP's tokenizer files; never ``pytorch_model.bin`` or other pickles.
+    """
+    part = FOUNDATIONS[name]
+    patterns = ["config.json", SAFETENSORS, SAFETENSORS_INDEX, "model-*-of-*.safetensors"]
+    if part.vit is None:
+        patterns += ["spiece.model", "tokenizer.json", "tokenizer_config.json"]
+        patterns += ["special_tokens_map.json"]
+    return patterns
+
+
+def download_foundation(
+    name: str,
+    *,
+    repo_id: str | None = None,
+    revision: str | None = None,
+    output: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+) -> Downloaded:
+    """Fetch SigLIP (``siglip``) or SAM (``sam-b``, ``sam-l``) into a local folder for RSRefSeg.
+
+    Args:
+        name: ``siglip``, ``sam-b`` or ``sam-l``.
+        repo_id: a Hub repository in the transformers layout; None for the part's own
+            (``google/siglip-so400m-patch14-384``, ``facebook/sam-vit-base``,
+            ``facebook/sam-vit-large``).
+        revision: a branch, tag or commit; None for the default branch.
+        output: the folder to write; None for the cache folder ``resolve_folders`` searches
+            (``<home>/siglip-so400m-patch14-384``, ``<home>/sam-vit-base``, ...).
+        overwrite: replace an existing folder (swapped out only once the new one is complete).
+
+    Returns:
+        Where the folder is and which commit it holds.
+
+    Raises:
+        InputError: an unknown name.
+        OutputExistsError: ``output`` exists, is not a usable copy, and ``overwrite`` is off.
+        WeightsNotFoundError: the Hub is not reachable and the files are not cached; the
+            repository does not exist; or it lacks what diffris loads (for SAM: of that size).
+    """
+    if name not in FOUNDATIONS:
+        raise InputError(f"unknown RSRefSeg part {name!r}; choose one of: {', '.join(FOUNDATIONS)}")
+    part = FOUNDATIONS[name]
+    repo_id = repo_id or part.repo_id
+    folder = Path(output).expanduser() if output is not None else part.default_folder
+    default = output is None
+
+    def inspect(path: Path) -> WeightsLookup:
+        return inspect_folder(part, path)
+
+    if folder.exists() and not overwrite:
+        if inspect(folder).found:
+            logger.info("%s is already a usable %s folder", folder, part.title)
+            return Downloaded(folder, repo_id, "", default, already=True)
+        raise OutputExistsError(f"{folder} exists; pass --overwrite to replace it")
+    if folder.exists() and not folder.is_dir():
+        raise OutputExistsError(f"{folder} is a file; choose another folder with --output")
+    patterns = foundation_patterns(name)
+    snapshot = _snapshot(repo_id, revision, patterns, part.repo_id)
+    _assemble(snapshot, folder, patterns, inspect, repo_id, "")
+    logger.info("%s from %s@%s in %s", part.title, repo_id, snapshot.name, folder)
+    return Downloaded(folder, repo_id, snapshot.name, default)
+
+
+def _snapshot(repo_id: str, revision: str | None, patterns: list[str], default_repo: str) -> Path:
     """The cached snapshot folder of ``repo_id`` with the ``patterns`` files (fetched if needed)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
@@ -133,7 +215,7 @@ def _snapshot(repo_id: str, revision: str | None, patterns: list[str]) -> Path:
         what = "revision" if isinstance(err, RevisionNotFoundError) else "repository"
         raise WeightsNotFoundError(
             f"cannot fetch {where}: the {what} was not found on the Hugging Face Hub (or needs "
-            f"a login: hf auth login); check --repo-id/--revision (default {SD15_REPO_ID})"
+            f"a login: hf auth login); check --repo-id/--revision (default {default_repo})"
         ) from err
     except (HfHubHTTPError, OSError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -141,9 +223,15 @@ def _snapshot(repo_id: str, revision: str | None, patterns: list[str]) -> Path:
 
 
 def _assemble(
-    snapshot: Path, folder: Path, patterns: list[str], variant: Variant, repo_id: str
+    snapshot: Path,
+    folder: Path,
+    patterns: list[str],
+    inspect: Callable[[Path], WeightsLookup],
+    repo_id: str,
+    hint: str,
 ) -> None:
-    """Build ``folder`` from the snapshot's files matching ``patterns``, then rename it in place."""
+    """Build ``folder`` from the snapshot's files matching ``patterns``, check it with
+    ``inspect`` (``hint`` follows a refusal), then rename it in place."""
     from huggingface_hub.utils import filter_repo_objects
 
     names = [p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file()]
@@ -159,9 +247,8 @@ def _assemble(
                 os.link(source, target)
             except OSError:
                 shutil.copyfile(source, target)
-        lookup = inspect_sd_folder(staging)
+        lookup = inspect(staging)
         if not lookup.found:
-            hint = "" if variant is Variant.FP32 else f" (no {variant.value} variant? try fp32)"
             raise WeightsNotFoundError(
                 f"{repo_id} does not hold what diffris loads: {lookup.reason()}{hint}"
             )

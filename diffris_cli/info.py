@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -28,7 +28,9 @@ def info(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Show versions, devices, where Stable Diffusion weights are looked for, and the cache.
+    """Show versions, devices, where the backbone weights are looked for, and the cache.
+
+    Stable Diffusion 1.5 for DiffRIS; SigLIP and SAM ViT-B/ViT-L for RSRefSeg.
 
     Without --devices, the GPUs are the ones the NVIDIA driver lists, found without loading
     torch, so info answers at once.
@@ -56,7 +58,7 @@ def info(
         weights.add_row(lookup["path"], Text(lookup["status"], style=colour))
     if report["devices_from"] == "driver":
         devices.caption = "GPUs as the NVIDIA driver lists them; --devices asks torch"
-    out_console.print(versions, devices, weights)
+    out_console.print(versions, devices, weights, _rsrefseg_table(report["rsrefseg"]))
     out_console.print(f"diffris home: {report['home']}")
     out_console.print(f"checkpoint cache: {report['checkpoint_cache']}")
     if not any(lookup["found"] for lookup in report["stable_diffusion"]):
@@ -67,3 +69,31 @@ def info(
             "weights. The 'tiny' preset needs none.",
             highlight=False,
         )
+    if missing := [part for part in report["rsrefseg"].values() if not part["uses"]]:
+        commands = ", ".join(f"'{part['download']}'" for part in missing)
+        out_console.print(
+            f"RSRefSeg: run {commands} to fetch what is missing into the cache, or set "
+            f"{', '.join(sorted({part['env'] for part in missing}))} to local Hugging Face "
+            "folders (safetensors). The 'rsrefseg-tiny' preset needs none.",
+            highlight=False,
+        )
+
+
+def _rsrefseg_table(parts: dict[str, Any]) -> Table:
+    """Per part (SigLIP, SAM ViT-B, SAM ViT-L): each folder searched, and what is there."""
+    table = Table(
+        title="RSRefSeg weights (searched in this order; the first named or present is used)"
+    )
+    table.add_column("part")
+    table.add_column("source")
+    table.add_column("folder", overflow="fold")
+    table.add_column("status")
+    for part in parts.values():
+        label = f"{part['title']} ({', '.join(part['presets'])})"
+        for lookup in part["folders"]:
+            colour = "green" if lookup["found"] else "yellow"
+            table.add_row(
+                label, lookup["source"], lookup["path"], Text(lookup["status"], style=colour)
+            )
+            label = ""
+    return table

@@ -92,3 +92,57 @@ def test_version_and_help():
     assert runner.invoke(app, ["--version"]).stdout.startswith("diffris ")
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0 and "info" in result.stdout
+
+
+def _hf_folder(path: Path, config: dict, *files: str) -> Path:
+    """A Hugging Face folder: ``config.json`` and (unread) files of those names."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps(config))
+    for name in files:
+        (path / name).write_bytes(b"x")
+    return path
+
+
+def test_info_reports_the_rsrefseg_folders_each_preset_would_use(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("DIFFRIS_HOME", str(home))
+    monkeypatch.delenv("DIFFRIS_SAM", raising=False)
+    siglip = _hf_folder(
+        tmp_path / "siglip",
+        {
+            "model_type": "siglip",
+            "text_config": {"hidden_size": 8},
+            "vision_config": {"hidden_size": 8},
+        },
+        "model.safetensors",
+        "spiece.model",
+    )
+    monkeypatch.setenv("DIFFRIS_SIGLIP", str(siglip))
+    large = {"model_type": "sam", "vision_config": {"hidden_size": 1024, "num_hidden_layers": 24}}
+    _hf_folder(home / "sam-vit-base", large, "model.safetensors")  # ViT-L where ViT-B belongs
+    _hf_folder(home / "sam-vit-large", large, "pytorch_model.bin")
+
+    report = json.loads(runner.invoke(app, ["info", "--json"]).stdout)["rsrefseg"]
+    assert list(report) == ["siglip", "sam-b", "sam-l"]
+    assert report["siglip"]["presets"] == ["rsrefseg-b", "rsrefseg-l"]
+    assert report["siglip"]["uses"] == str(siglip)
+    assert [(f["source"], f["found"]) for f in report["siglip"]["folders"]] == [
+        ("$DIFFRIS_SIGLIP", True),
+        ("cache", False),
+    ]
+    (base,) = report["sam-b"]["folders"]
+    assert base["path"] == str(home / "sam-vit-base") and report["sam-b"]["uses"] is None
+    assert base["status"] == "it holds SAM ViT-L, not the ViT-B needed here"
+    assert report["sam-l"]["folders"][0]["status"] == (
+        "only pickled weights (pytorch_model.bin), no model.safetensors"
+    )
+    table = runner.invoke(app, ["info"], env={"COLUMNS": "400"}).stdout
+    (row,) = [line for line in table.splitlines() if str(siglip) in line]
+    assert "SigLIP so400m-patch14-384 (rsrefseg-b, rsrefseg-l)" in row and "found" in row
+    assert "'diffris weights download sam-b', 'diffris weights download sam-l'" in table
+
+    (home / "sam-vit-large" / "pytorch_model.bin").rename(
+        home / "sam-vit-large" / "model.safetensors"
+    )
+    report = json.loads(runner.invoke(app, ["info", "--json"]).stdout)["rsrefseg"]
+    assert report["sam-l"]["uses"] == str(home / "sam-vit-large")

@@ -131,12 +131,114 @@ def test_weights_not_found_names_the_download_command(tmp_path, monkeypatch):
     assert "run 'diffris weights download sd15'" in result.stdout
 
 
-def test_an_unknown_name_or_variant_is_one_line(tmp_path):
-    for args in (
-        ["weights", "download", "sd21"],
-        ["weights", "download", "sd15", "--variant", "x"],
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["sd21"], "unknown weights 'sd21'; choose one of: sd15, siglip, sam-b, sam-l"),
+        (["sd15", "--variant", "x"], "--variant"),
+        (["siglip", "--variant", "fp16"], "--variant fp16 applies to sd15 only"),
+        (["sam-l", "--variant", "fp16"], "sam-l is fetched as float32"),
+    ],
+)
+def test_an_unknown_name_or_variant_is_one_line(tmp_path, monkeypatch, args, expected):
+    monkeypatch.setenv("DIFFRIS_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(app, ["weights", "download", *args])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], result.output
+    assert not (tmp_path / "home").exists()  # refused before anything is fetched or written
+
+
+def _cache_repo(cache: Path, repo_id: str, files: dict[str, bytes]) -> None:
+    """``files`` as huggingface_hub lays a cached snapshot out (blobs, symlinks, refs/main)."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    for name, data in files.items():
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = repo / "snapshots" / COMMIT / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+
+
+def _sam_config(hidden_size: int, layers: int) -> bytes:
+    vision = {"hidden_size": hidden_size, "num_hidden_layers": layers}
+    return json.dumps({"model_type": "sam", "vision_config": vision}).encode()
+
+
+@pytest.fixture(scope="module")
+def rsrefseg_cache(tmp_path_factory) -> Path:
+    """SigLIP and SAM repositories as the Hub has them (pickles and TF weights beside the
+    safetensors); the ViT-L repository wrongly holds a ViT-B config."""
+    cache = tmp_path_factory.mktemp("hf-rsrefseg") / "hub"
+    siglip = {"model_type": "siglip", "text_config": {"hidden_size": 8}}
+    siglip["vision_config"] = {"hidden_size": 8}
+    common = {"model.safetensors": b"safe", "pytorch_model.bin": b"pickle", "README.md": b"#"}
+    _cache_repo(
+        cache,
+        "google/siglip-so400m-patch14-384",
+        {
+            **common,
+            "config.json": json.dumps(siglip).encode(),
+            "spiece.model": b"sentencepiece",
+            "tokenizer_config.json": b"{}",
+            "special_tokens_map.json": b"{}",
+            "preprocessor_config.json": b"{}",
+        },
+    )
+    sam = {**common, "tf_model.h5": b"tf", "preprocessor_config.json": b"{}"}
+    _cache_repo(cache, "facebook/sam-vit-base", {**sam, "config.json": _sam_config(768, 12)})
+    _cache_repo(cache, "facebook/sam-vit-large", {**sam, "config.json": _sam_config(768, 12)})
+    return cache
+
+
+def test_rsrefseg_downloads_land_where_resolve_folders_looks(tmp_path, monkeypatch, rsrefseg_cache):
+    from diffris.models.rsrefseg.folders import resolve_folders
+
+    home = tmp_path / "home"
+    for name, folder, names in (
+        (
+            "siglip",
+            "siglip-so400m-patch14-384",
+            [
+                "config.json",
+                "model.safetensors",
+                "special_tokens_map.json",
+                "spiece.model",
+                "tokenizer_config.json",
+            ],
+        ),
+        ("sam-b", "sam-vit-base", ["config.json", "model.safetensors"]),
     ):
-        result = CliRunner().invoke(app, args)
-        assert result.exit_code != 0 and "Traceback" not in result.output
-        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-        assert len(errors) == 1, result.output
+        done = diffris("weights", "download", name, cache=rsrefseg_cache, home=home)
+        assert done.returncode == 0, done.stderr
+        assert f"@{COMMIT[:12]}) written to {home / folder}" in done.stdout
+        assert sorted(p.name for p in (home / folder).iterdir()) == names  # never a pickle
+    monkeypatch.setenv("DIFFRIS_HOME", str(home))
+    monkeypatch.delenv("DIFFRIS_SIGLIP", raising=False)
+    monkeypatch.delenv("DIFFRIS_SAM", raising=False)
+    assert resolve_folders(None, "rsrefseg-b") == (
+        home / "siglip-so400m-patch14-384",
+        home / "sam-vit-base",
+    )
+
+    wrong = diffris("weights", "download", "sam-l", cache=rsrefseg_cache, home=home)
+    assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
+    assert wrong.stderr.strip() == (
+        "error: facebook/sam-vit-large does not hold what diffris loads: it holds SAM ViT-B, "
+        "not the ViT-L needed here"
+    )
+    assert not (home / "sam-vit-large").exists()
+    assert sorted(p.name for p in home.iterdir()) == ["sam-vit-base", "siglip-so400m-patch14-384"]
+
+    elsewhere = tmp_path / "mine"
+    done = diffris(
+        "weights", "download", "sam-b", "-o", str(elsewhere), cache=rsrefseg_cache, home=home
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"pass --pretrained sam={elsewhere} or set DIFFRIS_SAM={elsewhere}"
+        in done.stdout.replace("\n", " ")
+    )
