@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from diffris.errors import CheckpointMismatchError, InputError, WeightsNotFoundError
 from diffris.models.diffris.sd_configs import check_sd_configs
 from diffris.models.load_report import check_loading_info, load_errors, quiet_hub_libraries
+from diffris.models.torch_memory import into_torch_memory
 from diffris.paths import (
     SD15_ENV,
     SD_SUBFOLDERS,
@@ -296,28 +297,10 @@ def load_sd_components(source: str | Path, *, download: bool = False) -> SDCompo
             "the tokenizer the text encoder was trained with"
         )
     for model in (vae, unet, text_model):
-        _into_torch_memory(model)
+        into_torch_memory(model)
     return SDComponents(
         vae=vae, unet=unet, text_model=text_model, tokenizer=tokenizer, folder=folder
     )
-
-
-@torch.no_grad()
-def _into_torch_memory(module: nn.Module) -> None:
-    """Copy every parameter and buffer of ``module`` into memory PyTorch allocates itself.
-
-    ``from_pretrained`` leaves the tensors aliasing the memory-mapped safetensors file, at the
-    file's 4- or 8-byte aligned offsets, where PyTorch's own tensors are 64-byte aligned. MKL's
-    kernels for CPUs it runs without AVX2 (AMD processors, older Intel ones) round a product of
-    misaligned weights differently: a tiny backbone loaded from its saved folder differed by
-    2.4e-7 from the preset it was saved from. Owned memory makes both run the same kernels, and
-    detaches the model from the file.
-    """
-    for param in module.parameters():
-        param.data = param.data.clone()
-    for name, buffer in list(module.named_buffers()):
-        owner_name, _, leaf = name.rpartition(".")
-        setattr(module.get_submodule(owner_name), leaf, buffer.clone())
 
 
 def _safetensors_variant(folder: Path, sub: str) -> str | None:
