@@ -22,6 +22,7 @@ from diffris.models.fingerprint import FINGERPRINT_SCHEME, cached_module_digest,
 from diffris.models.rsrefseg.components import RSRefSegComponents
 from diffris.models.rsrefseg.config import RSRefSegConfig, RSRefSegIdentity
 from diffris.models.rsrefseg.configs import (
+    EOS_ID,
     sam_vit_b_config,
     sam_vit_l_config,
     so400m_siglip_config,
@@ -121,7 +122,19 @@ def build_tiny_components() -> RSRefSegComponents:
     condition_random_tower(
         sam.vision_encoder, residual_branch_ends=("attn.proj", "mlp.lin2"), generator=generator
     )
+    # the trainable heads start from these too: SAM's default init (std 0.02) would give logits
+    # of order 1e-6, all probabilities 0.5
+    for head in (sam.prompt_encoder, sam.mask_decoder):
+        condition_random_tower(head, residual_branch_ends=("out_proj",), generator=generator)
     with torch.no_grad():
+        # SigLIP pools the last position, a padding ``</s>`` for every prompt shorter than 64
+        # tokens; a trained SigLIP has learnt to gather the words there, random attention
+        # spreads it over ~60 identical pads (pooled cosine of "the red roofs" and "the blue
+        # vehicles": 1.00). A zero ``</s>`` embedding and no text position embeddings make every
+        # pad a zero vector (LayerNorm keeps it zero), so the pooled output reads the words only
+        # (pooled cosines 0.1-0.9).
+        siglip.text_model.embeddings.position_embedding.weight.zero_()
+        siglip.text_model.embeddings.token_embedding.weight[EOS_ID].zero_()
         siglip.logit_scale.fill_(float(torch.tensor(TINY_LOGIT_SCALE).log()))
         siglip.logit_bias.fill_(TINY_LOGIT_BIAS)
     return components
