@@ -6,6 +6,7 @@ import dataclasses
 
 from diffris.config import Config, check_at_most
 from diffris.errors import InputError
+from diffris.models.fingerprint import FINGERPRINT_SCHEME
 
 #: Norms the prompter accepts: GroupNorm(32) (the default, safe for small batches) or BatchNorm
 #: (the authors', synchronised across their 8 GPUs).
@@ -31,7 +32,7 @@ class RSRefSegIdentity(Config):
     fingerprint: str = ""
     siglip_fingerprint: str = ""
     sam_fingerprint: str = ""
-    fingerprint_scheme: int = 2
+    fingerprint_scheme: int = FINGERPRINT_SCHEME
     clip_dim: int = 0
     sam_dim: int = 0
 
