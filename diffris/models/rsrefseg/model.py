@@ -39,6 +39,13 @@ SIGLIP_STD = (0.5, 0.5, 0.5)
 SIZE_MULTIPLE = 16
 #: Prefixes of the parts trained in full.
 HEAD_PARTS = ("prompter.", "sam.prompt_encoder.", "sam.mask_decoder.")
+#: Head tensors RSRefSeg never uses (SAM's point/box embeddings and IoU head): kept frozen, so
+#: that every trainable parameter gets a gradient (plain DDP), but stored with the heads.
+IDLE_HEAD_PARTS = (
+    "sam.prompt_encoder.point_embed.",
+    "sam.prompt_encoder.not_a_point_embed.",
+    "sam.mask_decoder.iou_prediction_head.",
+)
 #: A mismatch message names this many tensors, then counts the rest (it stays one line).
 MAX_LISTED_PROBLEMS = 6
 
@@ -99,6 +106,11 @@ class RSRefSeg(nn.Module):
         # positional embedding is tied to SamModel.shared_image_embedding (one parameter).
         sam.prompt_encoder.requires_grad_(True)
         sam.mask_decoder.requires_grad_(True)
+        unused_prompt = "no_mask_embed." if config.dense_prompt else "mask_embed."
+        idle = (*IDLE_HEAD_PARTS, f"sam.prompt_encoder.{unused_prompt}")
+        for name, param in self.named_parameters(remove_duplicate=False):
+            if name.startswith(idle):
+                param.requires_grad_(False)
         self.prompter = Prompter(
             3 * clip_dim, sam_dim, down_spatial_times=config.down_spatial_times, norm=config.norm
         ).to(sam.mask_decoder.iou_token.weight.device)
@@ -269,18 +281,22 @@ class RSRefSeg(nn.Module):
 
     @staticmethod
     def is_trainable_name(name: str) -> bool:
-        """Whether a state-dict name belongs to the trained parts (LoRA or a head)."""
+        """Whether a state-dict name belongs to the stored parts (LoRA or a head)."""
         return LORA_MARKER in name or name.startswith(HEAD_PARTS)
 
     def named_trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         """(name, parameter) of LoRA, prompter, prompt encoder and mask decoder.
 
         Names as in :meth:`trainable_state_dict`; SAM's tied positional embedding appears once,
-        as ``sam.prompt_encoder.shared_embedding.positional_embedding``.
+        as ``sam.prompt_encoder.shared_embedding.positional_embedding``. The head tensors that
+        RSRefSeg never uses (:data:`IDLE_HEAD_PARTS`, and SAM's ``no_mask_embed`` or, with
+        ``dense_prompt=False``, ``mask_embed``) are stored but not trained: every parameter
+        listed here receives a gradient.
         """
         seen: set[int] = set()
         for name, param in self.named_parameters(remove_duplicate=False):
-            if self.is_trainable_name(name) and id(param) not in seen:
+            trainable = self.is_trainable_name(name) and param.requires_grad
+            if trainable and id(param) not in seen:
                 seen.add(id(param))
                 yield name, param
 
@@ -293,7 +309,7 @@ class RSRefSeg(nn.Module):
         return sum(param.numel() for param in self.trainable_parameters())
 
     def frozen_parameter_count(self) -> int:
-        """Frozen scalars (SigLIP and SAM base weights)."""
+        """Frozen scalars (SigLIP and SAM base weights, and the idle head tensors)."""
         trainable = {id(param) for param in self.trainable_parameters()}
         return sum(p.numel() for p in self.parameters() if id(p) not in trainable)
 

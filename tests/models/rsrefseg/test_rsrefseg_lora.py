@@ -86,6 +86,17 @@ def test_training_moves_only_lora_and_heads(pixels_128: torch.Tensor) -> None:
     assert any("siglip.text_model" in k for k in changed)
 
 
+@pytest.mark.parametrize("dense_prompt", [True, False])
+def test_every_trainable_parameter_gets_a_gradient(dense_prompt: bool) -> None:
+    model = build_rsrefseg("rsrefseg-tiny", seed=0, dense_prompt=dense_prompt).train()
+    model(torch.rand(2, 3, 64, 64) * 2 - 1, ["the red roofs", "a car"]).mean().backward()
+    missing = [n for n, p in model.named_trainable_parameters() if p.grad is None]
+    assert missing == []  # DDP without find_unused_parameters
+    idle = "sam.mask_decoder.iou_prediction_head.proj_in.weight"
+    assert idle in model.trainable_state_dict()  # stored with the heads, not trained
+    assert idle not in dict(model.named_trainable_parameters())
+
+
 def test_gradients_reach_the_image_lora(pixels_128: torch.Tensor) -> None:
     model = build_rsrefseg("rsrefseg-tiny", seed=0).train()
     embedding, clip_map, _ = model.encode_image(pixels_128)
