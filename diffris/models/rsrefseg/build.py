@@ -10,15 +10,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from diffris.errors import InputError
-from diffris.models.fingerprint import FINGERPRINT_SCHEME, cached_module_digest, fingerprint
+from diffris.errors import CheckpointMismatchError, InputError
+from diffris.models.fingerprint import (
+    FINGERPRINT_SCHEME,
+    cached_module_digest,
+    check_fingerprint,
+    fingerprint,
+)
 from diffris.models.rsrefseg.components import RSRefSegComponents
 from diffris.models.rsrefseg.config import RSRefSegConfig, RSRefSegIdentity
 from diffris.models.rsrefseg.configs import (
@@ -29,6 +36,8 @@ from diffris.models.rsrefseg.configs import (
     tiny_component_configs,
 )
 from diffris.models.rsrefseg.model import RSRefSeg
+
+logger = logging.getLogger(__name__)
 
 #: Seed of the tiny preset's random frozen weights; part of its identity.
 TINY_SEED = 20250116
@@ -284,15 +293,72 @@ def build_on_meta(preset: str = "rsrefseg-b", **options: Any) -> RSRefSeg:
     return compose(components, preset=preset, **options)
 
 
-def rebuild(config: RSRefSegConfig, *, pretrained: Pretrained = None) -> RSRefSeg:
+def rebuild(
+    config: RSRefSegConfig,
+    *,
+    pretrained: Pretrained = None,
+    check_backbone: bool = True,
+    source: Path | None = None,
+) -> RSRefSeg:
     """The model a trained folder's ``config`` describes: its preset's frozen parts with fresh
-    LoRA and heads built with the config's options (the checkpoint loader fills them in and
-    checks the fingerprint).
+    LoRA and heads built with the config's options (the checkpoint loader fills them in).
+
+    The frozen SigLIP and SAM must be the ones the model was trained on: each fingerprint is
+    checked, and a mismatch names the part that differs.
 
     Raises:
-        InputError: the config's preset is unknown.
+        CheckpointMismatchError: an unknown preset or option, or (``check_backbone``) other
+            SigLIP or SAM weights.
+        WeightsNotFoundError: b/l folders not found or incomplete.
     """
-    _check_preset(config.backbone.preset)
+    where = source if source is not None else Path("the trained model")
     fields = config.to_dict()
     options = {name: fields[name] for name in OPTIONS}
-    return build_rsrefseg(config.backbone.preset, pretrained=pretrained, seed=0, **options)
+    try:
+        _check_preset(config.backbone.preset)
+        model = build_rsrefseg(config.backbone.preset, pretrained=pretrained, seed=0, **options)
+    except InputError as err:
+        raise CheckpointMismatchError(f"{where}: {err}") from err
+    expected, actual = config.backbone, model.config.backbone
+    for part in ("siglip", "sam"):
+        check_fingerprint(
+            where,
+            preset=f"{expected.preset} {'SigLIP' if part == 'siglip' else 'SAM'}",
+            expected=getattr(expected, f"{part}_fingerprint"),
+            found=getattr(actual, f"{part}_fingerprint"),
+            scheme=expected.fingerprint_scheme,
+            strict=check_backbone,
+            hint=f"another {part} folder, or another torch/transformers version for tiny",
+        )
+    return model
+
+
+def build_for_training(config: Any) -> RSRefSeg:
+    """The untrained RSRefSeg of a training config, fresh parts seeded with ``config.seed``.
+
+    Args:
+        config: a :class:`diffris.train.config.TrainConfig` (its ``preset``, ``pretrained``,
+            ``seed``).
+    """
+    return build_rsrefseg(config.preset, pretrained=config.pretrained, seed=config.seed)
+
+
+def check_pretrained(preset: str, pretrained: Pretrained) -> None:
+    """Refuse SigLIP/SAM folders the preset cannot load, before a run starts (tiny: ignored).
+
+    Raises:
+        WeightsNotFoundError, InputError: see :func:`~diffris.models.rsrefseg.folders.
+            resolve_folders`.
+    """
+    if preset == "rsrefseg-tiny":
+        if pretrained:
+            logger.warning("--pretrained is ignored: rsrefseg-tiny has its own weights")
+        return
+    from diffris.models.rsrefseg.folders import resolve_folders
+
+    resolve_folders(pretrained, preset)
+
+
+#: What the registry looks up (:mod:`diffris.models.registry`).
+PRESETS = RSREFSEG_PRESETS
+CONFIG_CLASS = RSRefSegConfig
