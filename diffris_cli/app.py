@@ -23,7 +23,7 @@ from diffris_cli.options import QUIET_HELP
 app = typer.Typer(
     name="diffris",
     help="Referring segmentation of large georeferenced scenes from natural-language "
-    "descriptions, with the DiffRIS model.",
+    "descriptions, with the DiffRIS and RSRefSeg models.",
     no_args_is_help=True,
     cls=DiffrisGroup,
     pretty_exceptions_enable=False,

@@ -38,7 +38,7 @@ def segment_options(options: Mapping[str, Any]) -> SegmentOptions:
 
 @dataclass
 class SegmentProcessor:
-    """Segments a scene with a DiffRIS model loaded once per worker process.
+    """Segments a scene with a model (any architecture) loaded once per worker process.
 
     Folders (``model``, ``pretrained``) are made absolute when the processor is built, where
     they were typed: workers may run in another folder or on another machine.
