@@ -362,3 +362,4 @@ def check_pretrained(preset: str, pretrained: Pretrained) -> None:
 #: What the registry looks up (:mod:`diffris.models.registry`).
 PRESETS = RSREFSEG_PRESETS
 CONFIG_CLASS = RSRefSegConfig
+MODEL_CLASS = RSRefSeg
