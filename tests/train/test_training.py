@@ -16,7 +16,7 @@ from diffris.models.checkpoint import read_metadata
 from diffris.models.diffris.tiny import TINY_LATENT_CHANNELS
 from diffris.models.interface import ReferringModel
 from diffris.models.loading import load_model
-from diffris.models.registry import build_model
+from diffris.models.registry import build_model, image_features_frozen
 from diffris.train import Ablation, EpochEvent, StepEvent, train
 from diffris.train import state as state_io
 from diffris.train.run_folder import RunFolder, read_config, read_metrics
@@ -113,6 +113,13 @@ def test_gradient_accumulation_equals_one_big_batch(synth_root: Path, tmp_path: 
     b = load_file(tmp_path / "acc" / "last" / "model.safetensors")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=3e-4)
+
+
+@pytest.mark.parametrize(("preset", "frozen"), [("tiny", True), ("rsrefseg-tiny", False)])
+def test_the_registry_knows_whose_image_features_can_be_cached(preset: str, frozen: bool) -> None:
+    # what launch checks --cache-latents against, before any model is built
+    assert image_features_frozen(preset) is frozen
+    assert build_model(preset, seed=0).image_features_frozen is frozen
 
 
 def test_cached_latents_give_the_same_losses(synth_root: Path, tmp_path: Path) -> None:
