@@ -39,7 +39,7 @@ from diffris.errors import (
 )
 from diffris.messages import cut
 from diffris.models.interface import ModelConfig, ReferringModel
-from diffris.models.names import CONFIG_NAME, WEIGHTS_NAME, Pretrained
+from diffris.models.names import CONFIG_NAME, PRESETS, WEIGHTS_NAME, Pretrained
 from diffris.models.registry import ARCHITECTURES, architecture
 from diffris.tensor_files import save_tensors
 
@@ -233,7 +233,7 @@ def _check_folder(folder: Path) -> Path:
     if not folder.is_dir():
         raise WeightsNotFoundError(
             f"trained model folder {folder} does not exist; give a folder written by "
-            "save_trained (or a preset name: tiny, sd15)"
+            f"save_trained (or a preset name: {', '.join(PRESETS)})"
         )
     missing = [n for n in (WEIGHTS_NAME, CONFIG_NAME, METADATA_NAME) if not (folder / n).is_file()]
     if missing:
@@ -261,7 +261,7 @@ def _replace(staging: Path, folder: Path) -> None:
 
 def _versions() -> dict[str, str]:
     versions = {"diffris": __version__, "torch": torch.__version__}
-    for package in ("diffusers", "transformers", "safetensors"):
+    for package in ("diffusers", "transformers", "peft", "safetensors"):
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:

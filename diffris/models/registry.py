@@ -5,6 +5,7 @@ module provides:
 
 - ``PRESETS``: preset name -> builder ``(pretrained=..., seed=..., **options) -> model``;
 - ``CONFIG_CLASS``: the config a trained folder's ``config.json`` holds for it;
+- ``MODEL_CLASS``: the class its presets build (class-level facts, before building one);
 - ``rebuild(config, *, pretrained, check_backbone, source)``: the model such a config describes
   (its preset's frozen backbone, checked against the recorded fingerprint, and fresh heads);
 - ``build_on_meta(preset, **options)``: shapes and parameter counts without weights.
@@ -111,6 +112,16 @@ def build_for_training(config: Any) -> ReferringModel:
         config: a :class:`diffris.train.config.TrainConfig`.
     """
     return architecture(architecture_of(config.preset)).build_for_training(config)
+
+
+def image_features_frozen(preset: str) -> bool:
+    """Whether ``preset``'s image features stay fixed while it trains (so that training may
+    cache them), known without building the model.
+
+    Raises:
+        InputError: an unknown preset.
+    """
+    return bool(architecture(architecture_of(preset)).MODEL_CLASS.image_features_frozen)
 
 
 def check_pretrained(preset: str, pretrained: Pretrained) -> None:

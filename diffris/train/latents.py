@@ -26,6 +26,7 @@ from torch import Tensor
 
 from diffris.data.base import ReferringDataset
 from diffris.devices import Precision, autocast
+from diffris.errors import InputError
 from diffris.eval.evaluate import evaluation_loader
 from diffris.tensor_files import save_tensors
 from diffris.train.distributed import DistContext, all_sum, barrier
@@ -37,6 +38,35 @@ logger = logging.getLogger(__name__)
 
 #: Rows per all-gather round (bounds the communication buffer: 1,024 × 64 KiB = 64 MiB at 512²).
 GATHER_ROWS = 1024
+
+
+def refuse_uncacheable(preset: str, *, frozen: bool) -> None:
+    """Refuse a latent cache for a model whose image features train (RSRefSeg's LoRA encoders).
+
+    Args:
+        preset: the model's preset, named in the message.
+        frozen: the model's ``image_features_frozen``.
+
+    Raises:
+        InputError: ``frozen`` is False; one line naming the preset and the fix.
+    """
+    if not frozen:
+        raise InputError(
+            f"--cache-latents: the {preset} model's image features change while it trains "
+            "(LoRA in its encoders), so they cannot be computed once; drop --cache-latents"
+        )
+
+
+def check_cache_latents(preset: str, cache_latents: bool) -> None:
+    """:func:`refuse_uncacheable` for a run's options, before any model is built.
+
+    Raises:
+        InputError: ``cache_latents`` for a preset whose image features train.
+    """
+    if cache_latents:
+        from diffris.models.registry import image_features_frozen
+
+        refuse_uncacheable(preset, frozen=image_features_frozen(preset))
 
 
 class LatentCache:
@@ -168,7 +198,11 @@ def build_latent_cache(
 
     Returns:
         The cache, identical on every rank.
+
+    Raises:
+        InputError: ``model``'s image features train (nothing to cache).
     """
+    refuse_uncacheable(model.config.backbone.preset, frozen=model.image_features_frozen)
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 

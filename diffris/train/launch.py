@@ -30,6 +30,7 @@ from diffris.train.distributed import (
     torchrun_env,
 )
 from diffris.train.events import TrainResult
+from diffris.train.latents import check_cache_latents
 from diffris.train.resume import default_threads, restored_launch, with_threads
 from diffris.train.run_folder import (
     RunFolder,
@@ -149,6 +150,7 @@ def prepare(
         config = config.for_world(world)
         launch = with_threads(launch, world)
     check_pretrained(config)
+    check_cache_latents(config.preset, config.cache_latents)
     train_set = open_split(config.dataset, config.data_root, config.train_split)
     if len(train_set) < config.batch_size:
         raise InputError(

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from diffris.data.transforms import ResizeToModel, collate
 from diffris.devices import Precision, autocast
-from diffris.errors import InputError, TrainingDivergedError
+from diffris.errors import TrainingDivergedError
 from diffris.eval.evaluate import evaluation_loader, score_model
 from diffris.eval.metrics import MetricAccumulator, merge_accumulators
 from diffris.models.checkpoint import save_trained
@@ -40,7 +40,7 @@ from diffris.train.distributed import (
     wrap_heads,
 )
 from diffris.train.events import EpochEvent, StepEvent, TrainResult
-from diffris.train.latents import LatentCache, build_latent_cache
+from diffris.train.latents import LatentCache, build_latent_cache, refuse_uncacheable
 from diffris.train.losses import segmentation_loss
 from diffris.train.run_folder import MetricsLog, RunFolder
 from diffris.train.sampler import StepShardSampler
@@ -81,12 +81,8 @@ class Trainer:
         self.device = ctx.device
         self.precision = config.precision
         self.model = build_model(config).to(self.device).train()
-        if config.cache_latents and not self.model.image_features_frozen:
-            raise InputError(
-                f"--cache-latents: the {config.preset} model's image features change while it "
-                "trains (LoRA in its encoders), so they cannot be computed once; drop "
-                "--cache-latents"
-            )
+        if config.cache_latents:  # prepare() refused it already; a direct Trainer too
+            refuse_uncacheable(config.preset, frozen=self.model.image_features_frozen)
         transform = ResizeToModel(config.image_size)
         self.train_set = open_split(config.dataset, config.data_root, config.train_split, transform)
         self.val_set = (

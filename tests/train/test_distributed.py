@@ -6,17 +6,22 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from diffris.models.registry import image_features_frozen
 from diffris.train import train
-from tests.train.helpers import quick_launch, small_config, step_losses
+from tests.train.helpers import TRAIN_PRESETS, quick_launch, small_config, step_losses
 
 
-def test_two_processes_match_one_process(synth_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("preset", TRAIN_PRESETS)
+def test_two_processes_match_one_process(synth_root: Path, tmp_path: Path, preset: str) -> None:
     # Same global batch (4) and micro-batch (2): one process accumulates two micro-batches, two
-    # processes run one each. The Gumbel noise is seeded per chunk of samples, so it is the same.
-    one = train(small_config(synth_root), tmp_path / "one", launch=quick_launch())
-    # the two-process run also builds its latent cache sharded over both processes
+    # processes run one each. The randomness (DiffRIS's Gumbel noise, RSRefSeg's LoRA dropout)
+    # is seeded per chunk of samples, so it is the same.
+    one = train(small_config(synth_root, preset), tmp_path / "one", launch=quick_launch())
+    # the two-process run also builds its latent cache sharded over both processes, where the
+    # image features are frozen (RSRefSeg's LoRA encoders run inside the DDP-wrapped heads)
+    cache = image_features_frozen(preset)
     two = train(
-        small_config(synth_root, cache_latents=True),
+        small_config(synth_root, preset, cache_latents=cache),
         tmp_path / "two",
         launch=quick_launch(procs=2),
     )
@@ -35,4 +40,4 @@ def test_two_processes_match_one_process(synth_root: Path, tmp_path: Path) -> No
     assert one.best is not None and two.best is not None
     assert two.best["scores"]["n"] == one.best["scores"]["n"] == 4
     assert two.best["scores"]["oIoU"] == pytest.approx(one.best["scores"]["oIoU"], abs=1.0)
-    assert (tmp_path / "two" / "latents.safetensors").is_file()
+    assert (tmp_path / "two" / "latents.safetensors").is_file() == cache

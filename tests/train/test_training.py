@@ -1,6 +1,7 @@
 """Training in one process: the run folder, a frozen backbone, exact gradient accumulation,
-latent caching, and a NaN stop."""
+latent caching, and a NaN stop; the tests every architecture must pass run for each tiny preset."""
 
+import importlib.metadata
 import json
 import os
 from collections.abc import Callable
@@ -11,17 +12,34 @@ import torch
 from safetensors.torch import load_file
 
 from diffris.errors import TrainingDivergedError
-from diffris.models.diffris.build import build_diffris
+from diffris.models.checkpoint import read_metadata
 from diffris.models.diffris.tiny import TINY_LATENT_CHANNELS
+from diffris.models.interface import ReferringModel
 from diffris.models.loading import load_model
+from diffris.models.registry import build_model, image_features_frozen
 from diffris.train import Ablation, EpochEvent, StepEvent, train
 from diffris.train import state as state_io
 from diffris.train.run_folder import RunFolder, read_config, read_metrics
-from tests.train.helpers import quick_launch, small_config, step_losses
+from tests.train.helpers import TRAIN_PRESETS, quick_launch, small_config, step_losses
 
 
-def test_run_folder_holds_config_metrics_models_and_state(synth_root: Path, tmp_path: Path) -> None:
-    config = small_config(synth_root)
+def _frozen_tensors(model: ReferringModel) -> dict[str, torch.Tensor]:
+    """Every tensor of ``model`` that a trained folder does not store (nor shares storage with
+    one it stores, as SAM's positional table tied to its prompt encoder's)."""
+    trainable = model.trainable_state_dict()
+    shared = {t.untyped_storage().data_ptr() for t in trainable.values()}
+    return {
+        name: t
+        for name, t in model.state_dict().items()
+        if name not in trainable and t.untyped_storage().data_ptr() not in shared
+    }
+
+
+@pytest.mark.parametrize("preset", TRAIN_PRESETS)
+def test_run_folder_holds_config_metrics_models_and_state(
+    synth_root: Path, tmp_path: Path, preset: str
+) -> None:
+    config = small_config(synth_root, preset)
     events: list[object] = []
     result = train(config, tmp_path / "run", launch=quick_launch(), on_event=events.append)
     run = RunFolder(tmp_path / "run")
@@ -45,13 +63,14 @@ def test_run_folder_holds_config_metrics_models_and_state(synth_root: Path, tmp_
     assert best_meta["training"]["epoch"] == best_epoch
     assert best_meta["metrics"]["oIoU"] == result.best["scores"]["oIoU"]
 
-    # only the heads changed: the loaded model's backbone is the untouched tiny one
+    # only the trainable parts changed: the loaded model's frozen tensors are the preset's own
     last = load_model(run.last)
-    fresh = build_diffris("tiny", seed=config.seed)
-    for (name, a), (_, b) in zip(
-        last.backbone.state_dict().items(), fresh.backbone.state_dict().items(), strict=True
-    ):
-        assert torch.equal(a, b), name
+    fresh = build_model(preset, seed=config.seed)
+    assert last.architecture == fresh.architecture
+    frozen, untouched = _frozen_tensors(last), _frozen_tensors(fresh)
+    assert frozen.keys() == untouched.keys() and len(frozen) > 0
+    for name, tensor in frozen.items():
+        assert torch.equal(tensor, untouched[name]), name
     changed = [
         name
         for (name, a), (_, b) in zip(
@@ -60,6 +79,14 @@ def test_run_folder_holds_config_metrics_models_and_state(synth_root: Path, tmp_
         if not torch.equal(a, b)
     ]
     assert len(changed) > 0.9 * len(list(fresh.named_trainable_parameters()))
+    # the folder's metadata counts the parameters and names the versions they were made with
+    meta = read_metadata(run.last)
+    assert meta["parameters"] == {
+        "trainable": fresh.trainable_parameter_count(),
+        "frozen": fresh.frozen_parameter_count(),
+    }
+    assert {"diffris", "torch", "transformers", "peft", "safetensors"} <= meta["versions"].keys()
+    assert meta["versions"]["peft"] == importlib.metadata.version("peft")
     tensors, meta = state_io.load_state(run.root)
     assert (meta["epoch"], meta["step_in_epoch"], meta["global_step"]) == (2, 0, 8)
     assert any(name.startswith("optimizer/") for name in tensors)
@@ -86,6 +113,13 @@ def test_gradient_accumulation_equals_one_big_batch(synth_root: Path, tmp_path: 
     b = load_file(tmp_path / "acc" / "last" / "model.safetensors")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=3e-4)
+
+
+@pytest.mark.parametrize(("preset", "frozen"), [("tiny", True), ("rsrefseg-tiny", False)])
+def test_the_registry_knows_whose_image_features_can_be_cached(preset: str, frozen: bool) -> None:
+    # what launch checks --cache-latents against, before any model is built
+    assert image_features_frozen(preset) is frozen
+    assert build_model(preset, seed=0).image_features_frozen is frozen
 
 
 def test_cached_latents_give_the_same_losses(synth_root: Path, tmp_path: Path) -> None:
@@ -122,11 +156,13 @@ def test_every_run_file_is_as_readable_as_the_umask_says(
     assert modes == dict.fromkeys(modes, 0o640)
 
 
+@pytest.mark.parametrize("preset", TRAIN_PRESETS)
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_state(
-    synth_root: Path, tmp_path: Path
+    synth_root: Path, tmp_path: Path, preset: str
 ) -> None:
+    config = small_config(synth_root, preset, lr=1e30, epochs=1)
     with pytest.raises(TrainingDivergedError, match=r"loss became nan at step \d+ .*--lr"):
-        train(small_config(synth_root, lr=1e30, epochs=1), tmp_path / "run", launch=quick_launch())
+        train(config, tmp_path / "run", launch=quick_launch())
     tensors, meta = state_io.load_state(tmp_path / "run")
     assert meta["global_step"] >= 1
     assert all(torch.isfinite(t).all() for n, t in tensors.items() if n.startswith("model/"))

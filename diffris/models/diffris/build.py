@@ -221,6 +221,8 @@ def build_sd15(
 PRESETS: dict[str, Callable[..., DiffRIS]] = {"tiny": build_tiny, "sd15": build_sd15}
 #: The config class a trained DiffRIS folder's ``config.json`` holds.
 CONFIG_CLASS = DiffRISConfig
+#: The model class its presets build (class-level facts such as ``image_features_frozen``).
+MODEL_CLASS = DiffRIS
 
 
 def build_diffris(

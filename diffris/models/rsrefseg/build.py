@@ -320,15 +320,15 @@ def rebuild(
     except InputError as err:
         raise CheckpointMismatchError(f"{where}: {err}") from err
     expected, actual = config.backbone, model.config.backbone
-    for part in ("siglip", "sam"):
+    for part, title in (("siglip", "SigLIP"), ("sam", "SAM")):
         check_fingerprint(
             where,
-            preset=f"{expected.preset} {'SigLIP' if part == 'siglip' else 'SAM'}",
+            preset=f"{expected.preset} {title}",
             expected=getattr(expected, f"{part}_fingerprint"),
             found=getattr(actual, f"{part}_fingerprint"),
             scheme=expected.fingerprint_scheme,
             strict=check_backbone,
-            hint=f"another {part} folder, or another torch/transformers version for tiny",
+            hint=f"another {title} folder, or another torch/transformers version for tiny",
         )
     return model
 
@@ -362,3 +362,4 @@ def check_pretrained(preset: str, pretrained: Pretrained) -> None:
 #: What the registry looks up (:mod:`diffris.models.registry`).
 PRESETS = RSREFSEG_PRESETS
 CONFIG_CLASS = RSRefSegConfig
+MODEL_CLASS = RSRefSeg
