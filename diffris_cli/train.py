@@ -288,7 +288,7 @@ def train(
 
       diffris train --dataset synthetic --data-root synth/ --preset tiny --epochs 5 -o runs/demo
 
-      diffris train -d rrsisd --data-root /data/RRSIS-D --preset rsrefseg-b --pretrained siglip=/w/siglip --pretrained sam=/w/sam-vit-base --gpus 8 -o runs/rsrefseg-b
+      diffris train --dataset rrsisd --data-root /data/RRSIS-D --preset rsrefseg-b --gpus 8 -o runs/b
 
       diffris train --resume runs/risbench
 
