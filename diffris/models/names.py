@@ -119,7 +119,9 @@ def model_spec(name_or_folder: str | os.PathLike[str]) -> str:
     return name if name in PRESETS else os.path.abspath(os.path.expanduser(name))
 
 
-def pretrained_folder(pretrained: Pretrained, key: str, *, sole: bool) -> str | None:
+def pretrained_folder(
+    pretrained: Pretrained, key: str, *, sole: bool, keys: Sequence[str] | None = None
+) -> str | None:
     """The folder ``pretrained`` gives for the foundation ``key``, or None (look elsewhere).
 
     Args:
@@ -127,6 +129,7 @@ def pretrained_folder(pretrained: Pretrained, key: str, *, sole: bool) -> str | 
         key: one of :data:`PRETRAINED_KEYS`.
         sole: whether a bare folder can mean ``key`` (a model with one foundation); a model
             with several needs ``key=DIR``.
+        keys: the model's foundations, named in the message (default: ``key`` alone).
 
     Raises:
         InputError: a bare folder for a model that needs several.
@@ -137,9 +140,10 @@ def pretrained_folder(pretrained: Pretrained, key: str, *, sole: bool) -> str | 
         value = pretrained.get(key)
         return None if value is None else str(value)
     if not sole:
+        named = " ".join(f"--pretrained {k}=DIR" for k in (keys or (key,)))
         raise InputError(
-            f"--pretrained {pretrained} is ambiguous for this model, which loads several "
-            f"foundations; write --pretrained {key}=DIR (keys: {', '.join(PRETRAINED_KEYS)})"
+            f"--pretrained {os.fspath(pretrained)} is a bare folder, but this model loads "
+            f"several foundations; name each one: {named}"
         )
     return str(pretrained)
 
@@ -236,7 +240,7 @@ def check_pretrained_form(name_or_folder: str | os.PathLike[str], pretrained: Pr
     if keys is None:
         return
     for key in keys:
-        pretrained_folder(pretrained, key, sole=len(keys) == 1)
+        pretrained_folder(pretrained, key, sole=len(keys) == 1, keys=keys)
     if isinstance(pretrained, Mapping) and (extra := sorted(set(pretrained) - set(keys))):
         raise InputError(
             f"--pretrained {extra[0]}=DIR is not used by model {name_or_folder} (a {arch} model "
