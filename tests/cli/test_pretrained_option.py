@@ -166,3 +166,18 @@ def test_info_checks_the_folders_given_by_key(tmp_path):
     assert report["rsrefseg"]["sam-b"]["folders"][0]["path"] == "/w/sam"
     result = runner.invoke(app, ["info", "--json", "--pretrained", f"sd15={tmp_path}/sd"])
     assert json.loads(result.stdout)["stable_diffusion"][0]["path"] == f"{tmp_path}/sd"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--loss", "dice"], "--loss 'dice' is not one of: bce, bce+dice"),
+        (["--schedule", "step"], "schedule: 'step' is not a valid Schedule; valid: poly"),
+        (["--select-by", "dice"], "select_by: 'dice' is not a valid SelectBy; valid: oIoU, mIoU"),
+        (["--schedule", "poly", "--warmup-epochs", "2"], "--warmup-epochs 2 applies to"),
+    ],
+)
+def test_bad_recipe_flags_are_one_line(project, flags, message):
+    args = [*COMMANDS["train"], "--preset", "rsrefseg-tiny", *flags]
+    assert message in one_error_line(runner.invoke(app, args))
+    assert not (project / "run").exists()
