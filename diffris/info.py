@@ -6,10 +6,12 @@ import contextlib
 import importlib.metadata
 import os
 import platform
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from diffris import __version__
+from diffris.models.names import Pretrained, pretrained_folder
 from diffris.models.rsrefseg.lookup import (
     FOUNDATIONS,
     PRESET_FOUNDATIONS,
@@ -70,18 +72,18 @@ def _torch_devices() -> list[dict[str, Any]]:
     return devices
 
 
-def rsrefseg_weights() -> dict[str, dict[str, Any]]:
+def rsrefseg_weights(pretrained: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """Where RSRefSeg's SigLIP, SAM ViT-B and SAM ViT-L are looked for, and what is there.
 
-    Each part lists the folders searched in order (``$DIFFRIS_SIGLIP``/``$DIFFRIS_SAM`` where
-    set, then the cache), which ones are usable, and the folder the presets would load (the
+    Each part lists the folders searched in order (``pretrained``'s ``siglip``/``sam`` folder,
+    ``$DIFFRIS_SIGLIP``/``$DIFFRIS_SAM`` where set, then the cache), which ones are usable, and the folder the presets would load (the
     first one named or present decides, as :func:`~diffris.models.rsrefseg.folders.
     resolve_folders` does), or null.
     """
     report = {}
     for name, part in FOUNDATIONS.items():
         searched, chosen = [], None
-        for candidate in candidates(part):
+        for candidate in candidates(part, pretrained):
             lookup = inspect_folder(part, candidate.path)
             if chosen is None and (candidate.given or candidate.path.exists()):
                 chosen = str(candidate.path) if lookup.found else ""
@@ -105,14 +107,16 @@ def rsrefseg_weights() -> dict[str, dict[str, Any]]:
     return report
 
 
-def collect_info(pretrained: str | None = None, *, torch_devices: bool = False) -> dict[str, Any]:
+def collect_info(pretrained: Pretrained = None, *, torch_devices: bool = False) -> dict[str, Any]:
     """Everything ``diffris info`` reports, as plain JSON-able values.
 
     A weights folder is "found" only if the loader would accept it: every sub-folder, each
     with its config and safetensors weights (see :func:`~diffris.paths.inspect_sd_folder`).
 
     Args:
-        pretrained: a Stable Diffusion folder to check first, as ``--pretrained`` would give.
+        pretrained: folders to check first, as ``--pretrained`` gives them (see
+            :data:`~diffris.models.names.Pretrained`): a bare folder or ``sd15`` for Stable
+            Diffusion, ``siglip``/``sam`` for RSRefSeg's parts.
         torch_devices: ask torch which devices it can use (CUDA, MPS, bf16): seconds of
             import; otherwise the CPU and the GPUs the NVIDIA driver lists.
     """
@@ -122,7 +126,7 @@ def collect_info(pretrained: str | None = None, *, torch_devices: bool = False) 
     versions.update({name: _version(name) for name in _PACKAGES})
     versions["gdal"] = rasterio.__gdal_version__
     weights = []
-    for candidate in sd15_candidates(pretrained):
+    for candidate in sd15_candidates(pretrained_folder(pretrained, "sd15", sole=True)):
         lookup = inspect_sd_folder(candidate)
         weights.append(
             {
@@ -139,7 +143,7 @@ def collect_info(pretrained: str | None = None, *, torch_devices: bool = False) 
         "devices": _torch_devices() if torch_devices else [_cpu(), *_nvidia_gpus()],
         "devices_from": "torch" if torch_devices else "driver",
         "stable_diffusion": weights,
-        "rsrefseg": rsrefseg_weights(),
+        "rsrefseg": rsrefseg_weights(pretrained if isinstance(pretrained, Mapping) else None),
         "home": str(diffris_home()),
         "checkpoint_cache": str(checkpoint_cache()),
     }

@@ -188,7 +188,9 @@ def archive(
     """
     from diffris.data.prompts import load_prompts
     from diffris.inference.memory import parse_size
+    from diffris.models.names import check_pretrained_form, parse_pretrained
 
+    folders = parse_pretrained(pretrained)
     if log_file is not None:
         add_log_file(log_file)
     if prompts_file is None:
@@ -197,6 +199,7 @@ def archive(
         raise InputError(
             "no model given; pass --model with a trained-model folder, or set DIFFRIS_MODEL"
         )
+    check_pretrained_form(model, folders)
     prompts = load_prompts(prompts_file)
     options = segment_options(
         tile=tile,
@@ -224,7 +227,7 @@ def archive(
         model=model,
         prompts=tuple(prompts),
         precision=parse_enum(Precision, precision, "--precision"),
-        pretrained=pretrained,
+        pretrained=folders,
         max_memory=budget,
     )
     suffix = ".zarr" if options.format is not None and options.format.value == "zarr" else ".tif"

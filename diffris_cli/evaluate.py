@@ -113,12 +113,16 @@ def evaluate_command(
     from diffris.devices import Precision
     from diffris.eval.evaluate import EvaluateOptions, check_outputs, evaluate
     from diffris.eval.metrics import Resolution
+    from diffris.models.names import check_pretrained_form, parse_pretrained
     from diffris_cli.progress import progress_bars
 
+    folders = parse_pretrained(pretrained)
     if predictions is not None and model is not None and model == os.environ.get("DIFFRIS_MODEL"):
         log.debug("--predictions given: ignoring DIFFRIS_MODEL=%s", model)
         model = None
     check_outputs([output, report], overwrite=overwrite)
+    if model is not None:
+        check_pretrained_form(model, folders)
     options = EvaluateOptions(
         image_size=image_size,
         resolution=parse_enum(Resolution, resolution, "--resolution"),
@@ -136,7 +140,7 @@ def evaluate_command(
             split,
             model=model,
             predictions=predictions,
-            pretrained=pretrained,
+            pretrained=folders,
             options=options,
             progress=progress_for(f"{dataset} {split}", 0),
         )

@@ -35,9 +35,15 @@ def info(
     Without --devices, the GPUs are the ones the NVIDIA driver lists, found without loading
     torch, so info answers at once.
 
-    Example: diffris info --devices --pretrained /models/stable-diffusion-v1-5
+    Examples:
+
+      diffris info --devices --pretrained /models/stable-diffusion-v1-5
+
+      diffris info --pretrained siglip=/models/siglip --pretrained sam=/models/sam-vit-base
     """
-    report = collect_info(str(pretrained) if pretrained else None, torch_devices=torch_devices)
+    from diffris.models.names import parse_pretrained
+
+    report = collect_info(parse_pretrained(pretrained), torch_devices=torch_devices)
     if as_json:
         out_console.print_json(json.dumps(report))
         return

@@ -35,14 +35,17 @@ def _quiet(ctx: typer.Context, value: bool) -> bool:
 QuietOption = Annotated[
     bool, typer.Option("--quiet", "-q", callback=_quiet, help=QUIET_HELP, show_default=False)
 ]
+#: What ``--pretrained`` says in every command's help.
+PRETRAINED_HELP = (
+    "Local folders of the frozen foundations (never downloaded). DiffRIS: one Stable Diffusion "
+    "1.5 folder in the diffusers layout, --pretrained DIR (or sd15=DIR); default $DIFFRIS_SD15, "
+    "then <diffris home>/stable-diffusion-v1-5. RSRefSeg: Hugging Face folders given by key, "
+    "--pretrained siglip=DIR --pretrained sam=DIR (repeat the option); default $DIFFRIS_SIGLIP "
+    "and $DIFFRIS_SAM, then the diffris home. 'diffris info' shows what is found."
+)
 PretrainedOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--pretrained",
-        help="Local Stable Diffusion 1.5 folder in the diffusers layout (unet/, vae/, "
-        "text_encoder/, tokenizer/). Default: $DIFFRIS_SD15, then <diffris home>/stable-diffusion-v1-5.",
-        file_okay=False,
-    ),
+    list[str] | None,
+    typer.Option("--pretrained", help=PRETRAINED_HELP, show_default=False, metavar="[KEY=]DIR"),
 ]
 ModelOption = Annotated[
     str | None,

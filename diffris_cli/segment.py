@@ -122,7 +122,9 @@ def segment(
     """
     from diffris.inference.memory import parse_size
     from diffris.inference.run import output_paths, plan_run, preflight
+    from diffris.models.names import check_pretrained_form, parse_pretrained
 
+    folders = parse_pretrained(pretrained)
     budget = parse_size(max_memory) if max_memory is not None else None
     prompts = gather_prompts(text, prompts_file)
     options = segment_options(
@@ -160,6 +162,7 @@ def segment(
             "no model given; pass --model with a trained-model folder (or set DIFFRIS_MODEL), "
             "or --model tiny for an untrained smoke test"
         )
+    check_pretrained_form(model, folders)
     if dry_run:
         plan = plan_run(scenes, outputs, prompts, options, failures)
         _print_plan(plan, as_json=as_json)
@@ -178,7 +181,7 @@ def segment(
         prompts,
         device=device,
         precision=parse_enum(Precision, precision, "--precision"),
-        pretrained=pretrained,
+        pretrained=folders,
     )
     with progress_bars("tiles", quiet=quiet or as_json) as progress_for:
         summary = segment_scenes(

@@ -1,7 +1,8 @@
-"""``diffris train``: train the CP-adapter and decoder on a benchmark or a synthetic dataset.
+"""``diffris train``: train a model's heads on a benchmark or a synthetic dataset.
 
 Every option defaults to None here: the defaults live in :class:`diffris.train.TrainConfig`
-(the paper's recipe), and a resumed run can tell a flag the user gave from one left alone.
+and the recipe of the preset's architecture (``diffris/models/<arch>/recipe.py``), and a
+resumed run can tell a flag the user gave from one left alone.
 Also runnable as ``python -m diffris_cli.train`` (e.g. under ``torchrun``).
 """
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # the library (torch) is imported inside the command: --help 
 
 log = logging.getLogger("diffris.cli")
 
-_RECIPE = "Recipe (defaults: the paper's)"
+_RECIPE = "Recipe (defaults: the model's recipe, DiffRIS | RSRefSeg)"
 _MODEL = "Model and ablations"
 _RUN = "Processes and run folder"
 #: Written out, not built from TRAIN_DATASETS, so --help need not import torch (a test keeps
@@ -40,11 +41,24 @@ def _flag(help_text: str, panel: str, *names: str) -> Any:
     return typer.Option(*names, help=help_text, rich_help_panel=panel, show_default=False)
 
 
-def build_config(base: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
-    """A :class:`TrainConfig` from a base dict (``--config``) and the flags given."""
-    from diffris.train import TrainConfig
+def build_config(
+    base: dict[str, Any], overrides: dict[str, Any], loss: str | None = None
+) -> TrainConfig:
+    """A :class:`TrainConfig` from a base dict (``--config``) and the flags given.
 
-    values = {**base, **{key: value for key, value in overrides.items() if value is not None}}
+    ``loss`` (``--loss``) sets ``bce_weight``/``dice_weight`` from the preset's recipe over the
+    base's; explicit ``--bce-weight``/``--dice-weight`` in ``overrides`` win over both.
+    """
+    from diffris.models.names import loss_weights
+    from diffris.train import TrainConfig
+    from diffris.train.config import DEFAULT_PRESET
+
+    given = {key: value for key, value in overrides.items() if value is not None}
+    values = {**base, **given}
+    if loss is not None:
+        preset = values.get("preset") or DEFAULT_PRESET
+        weights = loss_weights(str(preset), loss)
+        values.update({key: value for key, value in weights.items() if key not in given})
     return TrainConfig.from_dict(values)
 
 
@@ -100,12 +114,18 @@ def train(
         ),
     ] = None,
     preset: Annotated[
-        str | None, _flag("Backbone preset: sd15 (default) or tiny.", _MODEL, "--preset")
+        str | None,
+        _flag(
+            "Model preset: sd15 (default), tiny (DiffRIS); rsrefseg-b, rsrefseg-l, "
+            "rsrefseg-tiny (RSRefSeg). Its architecture's recipe gives the defaults below.",
+            _MODEL,
+            "--preset",
+        ),
     ] = None,
     pretrained: PretrainedOption = None,
-    epochs: Annotated[int | None, _flag("Epochs (40).", _RECIPE, "--epochs")] = None,
+    epochs: Annotated[int | None, _flag("Epochs (40 | 200).", _RECIPE, "--epochs")] = None,
     batch_size: Annotated[
-        int | None, _flag("GLOBAL batch over all processes (32).", _RECIPE, "--batch-size")
+        int | None, _flag("GLOBAL batch over all processes (32 | 32).", _RECIPE, "--batch-size")
     ] = None,
     device_batch: Annotated[
         int | None,
@@ -119,21 +139,68 @@ def train(
     lr: Annotated[
         float | None,
         _flag(
-            "Peak learning rate, poly-decayed. Default 5e-5 is a choice: the paper's figure is "
-            "missing from its text (5e-5 follows LAVT/VPD).",
+            "Peak learning rate (5e-5 | 1e-4). DiffRIS's 5e-5 is a choice: the paper's figure "
+            "is missing from its text (5e-5 follows LAVT/VPD).",
             _RECIPE,
             "--lr",
         ),
     ] = None,
     weight_decay: Annotated[
-        float | None, _flag("AdamW weight decay (0.01).", _RECIPE, "--weight-decay")
+        float | None, _flag("AdamW weight decay (0.01 | 0.05).", _RECIPE, "--weight-decay")
+    ] = None,
+    schedule: Annotated[
+        str | None,
+        _flag(
+            "Learning-rate schedule: poly, or warmup-cosine (linear warm-up from 0.01x, then "
+            "cosine to 1e-3x) (poly | warmup-cosine).",
+            _RECIPE,
+            "--schedule",
+        ),
+    ] = None,
+    warmup_epochs: Annotated[
+        float | None,
+        _flag(
+            "Warm-up epochs of warmup-cosine, may be fractional (0 | 5).",
+            _RECIPE,
+            "--warmup-epochs",
+        ),
     ] = None,
     poly_power: Annotated[
-        float | None, _flag("Exponent of (1 - it/total) (0.9).", _RECIPE, "--poly-power")
+        float | None,
+        _flag("poly schedule: exponent of (1 - it/total) (0.9).", _RECIPE, "--poly-power"),
     ] = None,
     image_size: Annotated[
         int | None,
-        _flag("Network input side in px, multiple of 64 (512).", _RECIPE, "--image-size"),
+        _flag(
+            "Network input and ground-truth side in px, multiple of 64 (512 | 1024).",
+            _RECIPE,
+            "--image-size",
+        ),
+    ] = None,
+    loss: Annotated[
+        str | None,
+        _flag(
+            "bce or bce+dice, weighted as the model's recipe: DiffRIS BCE 1 (+ Dice 1, its "
+            "default), RSRefSeg BCE 5 (its default; + Dice 5 as RSRefSeg2).",
+            _RECIPE,
+            "--loss",
+        ),
+    ] = None,
+    bce_weight: Annotated[
+        float | None,
+        _flag("Weight of the BCE loss; wins over --loss (1 | 5).", _RECIPE, "--bce-weight"),
+    ] = None,
+    dice_weight: Annotated[
+        float | None,
+        _flag("Weight of the Dice loss; wins over --loss (1 | 0).", _RECIPE, "--dice-weight"),
+    ] = None,
+    select_by: Annotated[
+        str | None,
+        _flag(
+            "Validation score that picks best/: oIoU or mIoU (oIoU | mIoU).",
+            _RECIPE,
+            "--select-by",
+        ),
     ] = None,
     precision: Annotated[
         str | None, _flag("fp32 (default), bf16 or fp16 (autocast).", _RECIPE, "--precision")
@@ -207,7 +274,13 @@ def train(
     quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Train DiffRIS's CP-adapter and PCMRD decoder (the backbone stays frozen).
+    """Train a model's heads (the frozen foundations stay frozen; RSRefSeg's LoRA trains).
+
+    The recipe's defaults depend on the model: each preset takes its architecture's recipe,
+    shown as (DiffRIS | RSRefSeg) in the options. DiffRIS (tiny, sd15): AdamW lr 5e-5, wd
+    0.01, poly schedule, BCE 1 + Dice 1, 512 px, 40 epochs, best epoch by val oIoU. RSRefSeg
+    (rsrefseg-*), the authors': AdamW lr 1e-4, wd 0.05, 5 warm-up epochs then cosine, BCE 5,
+    1024 px, 200 epochs, best epoch by val mIoU. Flags and --config override them.
 
     Examples:
 
@@ -215,11 +288,14 @@ def train(
 
       diffris train --dataset synthetic --data-root synth/ --preset tiny --epochs 5 -o runs/demo
 
+      diffris train --dataset rrsisd --data-root /data/RRSIS-D --preset rsrefseg-b --gpus 8 -o runs/b
+
       diffris train --resume runs/risbench
 
       torchrun --nnodes 2 --nproc-per-node 8 ... -m diffris_cli.train --dataset risbench ... -o runs/x
     """
     from diffris.devices import Precision
+    from diffris.models.names import LOSS_NAMES, parse_pretrained
     from diffris.train import Ablation
     from diffris.train.config import TRAIN_DATASETS
     from diffris.train.launch import train as run_training
@@ -243,14 +319,19 @@ def train(
         "dataset": dataset,
         "data_root": str(data_root) if data_root is not None else None,
         "preset": preset,
-        "pretrained": str(pretrained) if pretrained is not None else None,
+        "pretrained": parse_pretrained(pretrained),
         "epochs": epochs,
         "batch_size": batch_size,
         "device_batch": device_batch,
         "lr": lr,
         "weight_decay": weight_decay,
         "poly_power": poly_power,
+        "schedule": schedule,
+        "warmup_epochs": warmup_epochs,
         "image_size": image_size,
+        "bce_weight": bce_weight,
+        "dice_weight": dice_weight,
+        "select_by": select_by,
         "precision": parse_enum(Precision, precision, "--precision") if precision else None,
         "seed": seed,
         "cache_latents": cache_latents,
@@ -258,6 +339,8 @@ def train(
         "train_split": train_split,
         "val_split": val_split,
     }
+    if loss is not None and loss not in LOSS_NAMES:
+        raise InputError(f"--loss {loss!r} is not one of: {', '.join(LOSS_NAMES)}")
     base = read_config_file(config_file)
     if switches:
         base["ablation"] = Ablation.from_dict({**base.get("ablation", {}), **switches}).to_dict()
@@ -268,11 +351,11 @@ def train(
 
         check_run_folder(resume, resume=True, overwrite=overwrite)  # before reading its config
         # only what the user actually set is compared with the saved run
-        config = None if not (given or base) else _resume_check(resume, base, given)
+        config = None if not (given or base or loss) else _resume_check(resume, base, given, loss)
     else:
         if dataset is None and "dataset" not in base:
             raise InputError(f"no --dataset given; choose one of: {', '.join(TRAIN_DATASETS)}")
-        config = build_config(base, overrides)
+        config = build_config(base, overrides, loss)
     launch_flags = (gpus, procs, workers, threads, save_every, max_steps, deterministic)
     launch = (
         _resumed_launch(resume, *launch_flags)
@@ -304,12 +387,14 @@ def train(
         )
 
 
-def _resume_check(folder: Path, base: dict[str, Any], given: dict[str, Any]) -> TrainConfig:
+def _resume_check(
+    folder: Path, base: dict[str, Any], given: dict[str, Any], loss: str | None
+) -> TrainConfig:
     """The saved config with the given flags applied (the library refuses any difference)."""
     from diffris.train.run_folder import RunFolder, read_config
 
     saved = read_config(RunFolder(folder)).to_dict()
-    return build_config({**saved, **base}, given)
+    return build_config({**saved, **base}, given, loss)
 
 
 def _resumed_launch(

@@ -9,7 +9,6 @@ rename), replacing an older output, and tagged with the job's digest.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -47,14 +46,15 @@ class SegmentProcessor:
         model: preset name (``tiny``, ``sd15``) or trained-model folder.
         prompts: the prompt set (encoded once per worker).
         precision: autocast precision.
-        pretrained: Stable Diffusion folder for ``sd15`` backbones.
+        pretrained: the frozen foundations' folders (see :data:`~diffris.models.names.
+            Pretrained`): a Stable Diffusion folder, or ``{"siglip": DIR, "sam": DIR}``.
         micro_batch: model micro-batch (see ModelPredictor); None picks it by device.
     """
 
     model: str
     prompts: tuple[Prompt, ...]
     precision: Precision = Precision.FP32
-    pretrained: str | None = None
+    pretrained: str | dict[str, str] | None = None
     micro_batch: int | None = None
     #: bytes a scene's run may use (``--max-memory``); None: ``DIFFRIS_MAX_MEMORY``, else the
     #: memory available when the scene starts
@@ -62,11 +62,10 @@ class SegmentProcessor:
     _predictor: TilePredictor | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        from diffris.models.names import model_spec
+        from diffris.models.names import absolute_pretrained, model_spec
 
         self.model = model_spec(self.model)
-        if self.pretrained is not None:
-            self.pretrained = os.path.abspath(os.path.expanduser(self.pretrained))
+        self.pretrained = absolute_pretrained(self.pretrained)  # type: ignore[assignment]
 
     def job_options(self, options: SegmentOptions) -> dict[str, Any]:
         """The options to give :func:`~diffris.archive.jobs.make_jobs`: ``options`` + precision."""

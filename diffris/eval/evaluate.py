@@ -46,6 +46,7 @@ from diffris.eval.predictions import (
     score_predictions,
 )
 from diffris.eval.report import GallerySample, write_report
+from diffris.models.names import Pretrained
 
 if TYPE_CHECKING:
     from diffris.models.interface import ReferringModel
@@ -253,7 +254,7 @@ def evaluate(
     *,
     model: str | os.PathLike[str] | None = None,
     predictions: str | os.PathLike[str] | None = None,
-    pretrained: str | os.PathLike[str] | None = None,
+    pretrained: Pretrained = None,
     options: EvaluateOptions | None = None,
     progress: ProgressFn | None = None,
 ) -> EvaluationResult:
@@ -268,7 +269,8 @@ def evaluate(
         model: a preset name or a trained-model folder (exclusive with ``predictions``).
         predictions: a folder of predicted masks named after the sample ids (see
             :mod:`diffris.eval.predictions`).
-        pretrained: Stable Diffusion folder for ``sd15`` backbones.
+        pretrained: the frozen foundations' folders (see :data:`~diffris.models.names.
+            Pretrained`).
         options: see :class:`EvaluateOptions`.
         progress: called with (samples done, samples to score).
 
@@ -373,7 +375,7 @@ def _score_model_on(
     data: ReferringDataset,
     indices: list[int],
     model: str,
-    pretrained: str | os.PathLike[str] | None,
+    pretrained: Pretrained,
     options: EvaluateOptions,
     selector: GallerySelector[Any],
     progress: ProgressFn | None,

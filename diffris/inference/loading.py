@@ -9,7 +9,7 @@ from diffris.data.prompts import Prompt
 from diffris.devices import Precision, resolve_device
 from diffris.inference.predictor import ModelPredictor
 from diffris.models.loading import load_model
-from diffris.models.names import model_identity
+from diffris.models.names import Pretrained, model_identity
 
 
 def load_predictor(
@@ -18,10 +18,14 @@ def load_predictor(
     *,
     device: str = "auto",
     precision: Precision = Precision.FP32,
-    pretrained: str | os.PathLike[str] | None = None,
+    pretrained: Pretrained = None,
     micro_batch: int | None = None,
 ) -> tuple[ModelPredictor, str]:
-    """Load the model on ``device`` and encode ``prompts`` once; returns it and its identity."""
+    """Load the model on ``device`` and encode ``prompts`` once; returns it and its identity.
+
+    ``pretrained`` names the frozen foundations' folders (see :data:`~diffris.models.names.
+    Pretrained`), passed to the model's loader as given.
+    """
     target = resolve_device(device)
     model = load_model(name_or_folder, pretrained=pretrained, device=target)
     predictor = ModelPredictor(

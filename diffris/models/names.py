@@ -7,10 +7,12 @@ in a fraction of a second, and the archive names its ledger rows without loading
 from __future__ import annotations
 
 import hashlib
+import importlib
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from diffris.errors import InputError, InputNotFoundError, WeightsNotFoundError
 
@@ -28,6 +30,9 @@ PRESETS = tuple(PRESET_ARCHITECTURES)
 DEMO_PRESETS = ("tiny", "rsrefseg-tiny")
 #: The frozen foundations a preset may load from local folders, by ``--pretrained`` key.
 PRETRAINED_KEYS = ("sd15", "siglip", "sam")
+#: The frozen foundations each architecture loads, by ``--pretrained`` key (the first: a bare
+#: folder's meaning where there is only one).
+ARCHITECTURE_FOUNDATIONS = {"diffris": ("sd15",), "rsrefseg": ("siglip", "sam")}
 #: Where frozen foundations come from: one folder (the model's only one), a mapping of
 #: :data:`PRETRAINED_KEYS` to folders, or None (environment variables, the diffris cache).
 Pretrained: TypeAlias = str | os.PathLike[str] | Mapping[str, str] | None
@@ -114,7 +119,9 @@ def model_spec(name_or_folder: str | os.PathLike[str]) -> str:
     return name if name in PRESETS else os.path.abspath(os.path.expanduser(name))
 
 
-def pretrained_folder(pretrained: Pretrained, key: str, *, sole: bool) -> str | None:
+def pretrained_folder(
+    pretrained: Pretrained, key: str, *, sole: bool, keys: Sequence[str] | None = None
+) -> str | None:
     """The folder ``pretrained`` gives for the foundation ``key``, or None (look elsewhere).
 
     Args:
@@ -122,6 +129,7 @@ def pretrained_folder(pretrained: Pretrained, key: str, *, sole: bool) -> str | 
         key: one of :data:`PRETRAINED_KEYS`.
         sole: whether a bare folder can mean ``key`` (a model with one foundation); a model
             with several needs ``key=DIR``.
+        keys: the model's foundations, named in the message (default: ``key`` alone).
 
     Raises:
         InputError: a bare folder for a model that needs several.
@@ -132,18 +140,27 @@ def pretrained_folder(pretrained: Pretrained, key: str, *, sole: bool) -> str | 
         value = pretrained.get(key)
         return None if value is None else str(value)
     if not sole:
+        named = " ".join(f"--pretrained {k}=DIR" for k in (keys or (key,)))
         raise InputError(
-            f"--pretrained {pretrained} is ambiguous for this model, which loads several "
-            f"foundations; write --pretrained {key}=DIR (keys: {', '.join(PRETRAINED_KEYS)})"
+            f"--pretrained {os.fspath(pretrained)} is a bare folder, but this model loads "
+            f"several foundations; name each one: {named}"
         )
     return str(pretrained)
 
 
-def parse_pretrained(values: Sequence[str]) -> Pretrained:
+def parse_pretrained(values: Sequence[str] | None) -> Pretrained:
     """``--pretrained`` values: one bare folder, or ``KEY=DIR`` pairs (``siglip=/w/siglip``).
 
+    Folders come back absolute (``~`` expanded), so that they mean the same in processes
+    started elsewhere (dask workers, torchrun ranks). A value whose text before the first ``=``
+    contains a path separator (``/data/a=b``) is a bare folder.
+
+    Returns:
+        None (nothing given), the folder as a string, or ``{key: folder}``.
+
     Raises:
-        InputError: an unknown key, a key given twice, or a bare folder mixed with pairs.
+        InputError: an unknown key, a key given twice or without a folder, several bare
+            folders, or a bare folder mixed with pairs.
     """
     if not values:
         return None
@@ -151,20 +168,118 @@ def parse_pretrained(values: Sequence[str]) -> Pretrained:
     bare: list[str] = []
     for value in values:
         key, sep, folder = value.partition("=")
-        if sep and key in PRETRAINED_KEYS and folder:
-            if key in pairs:
-                raise InputError(f"--pretrained {key}= given twice; give each foundation once")
-            pairs[key] = os.path.abspath(os.path.expanduser(folder))
-        elif sep and key and "/" not in key and os.sep not in key and not Path(value).exists():
+        is_pair = bool(sep) and bool(key) and "/" not in key and os.sep not in key
+        if not is_pair or (key not in PRETRAINED_KEYS and Path(value).exists()):
+            bare.append(os.path.abspath(os.path.expanduser(value)))
+            continue
+        if key not in PRETRAINED_KEYS:
             raise InputError(
                 f"--pretrained {value}: unknown foundation {key!r}; use one of "
                 f"{', '.join(f'{k}=DIR' for k in PRETRAINED_KEYS)}, or a bare folder"
             )
-        else:
-            bare.append(os.path.abspath(os.path.expanduser(value)))
+        if not folder:
+            raise InputError(f"--pretrained {value} names no folder; write --pretrained {key}=DIR")
+        if key in pairs:
+            raise InputError(f"--pretrained {key}= given twice; give each foundation once")
+        pairs[key] = os.path.abspath(os.path.expanduser(folder))
     if bare and (pairs or len(bare) > 1):
         raise InputError(
-            "--pretrained takes one bare folder, or KEY=DIR pairs (e.g. --pretrained "
-            "siglip=DIR --pretrained sam=DIR); not both"
+            "--pretrained takes one bare folder (a model with one foundation: SD-1.5), or "
+            "KEY=DIR pairs (e.g. --pretrained siglip=DIR --pretrained sam=DIR); not both, "
+            "and not two bare folders"
         )
     return bare[0] if bare else pairs
+
+
+def absolute_pretrained(pretrained: Pretrained) -> Pretrained:
+    """``pretrained`` with every folder absolute (``~`` expanded), its form unchanged."""
+    if pretrained is None:
+        return None
+    if isinstance(pretrained, Mapping):
+        return {
+            str(key): os.path.abspath(os.path.expanduser(str(folder)))
+            for key, folder in pretrained.items()
+        }
+    return os.path.abspath(os.path.expanduser(os.fspath(pretrained)))
+
+
+def _architecture_of(name_or_folder: str | os.PathLike[str]) -> str | None:
+    """The architecture of a preset, or the one a trained folder's ``config.json`` names
+    (None where that cannot be read: the loader then says what is wrong)."""
+    name = str(name_or_folder)
+    if name in PRESET_ARCHITECTURES:
+        return PRESET_ARCHITECTURES[name]
+    try:
+        raw = json.loads((Path(name).expanduser() / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    found = raw.get("architecture") if isinstance(raw, dict) else None
+    return found if isinstance(found, str) else None
+
+
+def check_pretrained_form(name_or_folder: str | os.PathLike[str], pretrained: Pretrained) -> None:
+    """Refuse a ``pretrained`` form the model cannot use, before anything loads.
+
+    A model with one foundation (DiffRIS: ``sd15``) takes a bare folder or ``sd15=DIR``; one
+    with several (RSRefSeg: ``siglip``, ``sam``) needs ``KEY=DIR`` pairs. A key the model does
+    not load is refused too (it would be a typo or a folder meant for another model). Only names
+    and ``config.json`` are read.
+
+    Args:
+        name_or_folder: a preset or a trained-model folder (as ``--model`` gives it).
+        pretrained: see :data:`Pretrained`.
+
+    Raises:
+        InputError: a bare folder for a model with several foundations, or a key it does not
+            load.
+    """
+    if pretrained is None:
+        return
+    arch = _architecture_of(name_or_folder)
+    keys = ARCHITECTURE_FOUNDATIONS.get(arch or "")
+    if keys is None:
+        return
+    for key in keys:
+        pretrained_folder(pretrained, key, sole=len(keys) == 1, keys=keys)
+    if isinstance(pretrained, Mapping) and (extra := sorted(set(pretrained) - set(keys))):
+        raise InputError(
+            f"--pretrained {extra[0]}=DIR is not used by model {name_or_folder} (a {arch} model "
+            f"loads {', '.join(f'{k}=DIR' for k in keys)}); drop it"
+        )
+
+
+#: Architecture -> the torch-free module holding its training recipe (``RECIPE``, ``LOSSES``).
+RECIPES = {
+    "diffris": "diffris.models.diffris.recipe",
+    "rsrefseg": "diffris.models.rsrefseg.recipe",
+}
+#: What ``diffris train --loss`` accepts.
+LOSS_NAMES = ("bce", "bce+dice")
+
+
+def _recipe_module(preset: str) -> Any:
+    if preset not in PRESET_ARCHITECTURES:
+        raise InputError(f"unknown model {preset!r}; choose one of: {', '.join(PRESETS)}")
+    return importlib.import_module(RECIPES[PRESET_ARCHITECTURES[preset]])
+
+
+def training_recipe(preset: str) -> dict[str, Any]:
+    """The training defaults of ``preset``'s architecture: TrainConfig field -> value.
+
+    Raises:
+        InputError: an unknown preset.
+    """
+    return dict(_recipe_module(preset).RECIPE)
+
+
+def loss_weights(preset: str, loss: str) -> dict[str, float]:
+    """``bce_weight`` and ``dice_weight`` of ``--loss bce|bce+dice`` in ``preset``'s recipe.
+
+    Raises:
+        InputError: an unknown preset or loss name.
+    """
+    losses = _recipe_module(preset).LOSSES
+    if loss not in losses:
+        raise InputError(f"--loss {loss!r} is not one of: {', '.join(losses)}")
+    bce, dice = losses[loss]
+    return {"bce_weight": float(bce), "dice_weight": float(dice)}

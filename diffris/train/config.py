@@ -7,18 +7,22 @@ often the state is saved). Some of those change the last bits of the losses (pro
 device kind), so ``--resume`` restores them all and warns about any given differently (see
 :mod:`diffris.train.resume`).
 
-Defaults are the paper's (section 4.1.3, see MODEL.md): AdamW, weight decay 0.01, global batch
-32, 40 epochs, 512² input, no augmentation, best epoch by validation oIoU. Where the paper is
-silent, the default is a marked choice: learning rate 5e-5 (the paper's figure is missing from its
-text) with a poly schedule (1 - it/total)^0.9, and BCE + Dice loss.
+The recipe's defaults depend on the model: a field left unset (None) takes the value of the
+preset's architecture's recipe (:func:`diffris.models.names.training_recipe`; DiffRIS's in
+:mod:`diffris.models.diffris.recipe`, RSRefSeg's in :mod:`diffris.models.rsrefseg.recipe`) when the
+config is built, so a built config (and the ``config.yaml`` it writes) is fully resolved. A config
+changed with :meth:`~diffris.config.Config.replace` keeps its resolved values: give the recipe's
+fields anew when changing ``preset``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any
 
 from diffris.config import Config
@@ -26,6 +30,13 @@ from diffris.devices import Precision
 from diffris.errors import InputError
 from diffris.models.diffris.cp_adapter import CPAdapterConfig
 from diffris.models.diffris.pcmrd import PCMRDConfig
+from diffris.models.names import (
+    PRESETS,
+    PRETRAINED_KEYS,
+    check_pretrained_form,
+    training_recipe,
+)
+from diffris.train.schedule import Schedule
 
 #: Datasets ``TrainConfig.dataset`` accepts; ``synthetic`` is a folder written by
 #: :func:`diffris.data.synthetic.write_dataset` in any of the three layouts.
@@ -107,6 +118,30 @@ class Ablation(Config):
         )
 
 
+class SelectBy(enum.Enum):
+    """The validation score that picks the best epoch (``best/``)."""
+
+    OIOU = "oIoU"
+    MIOU = "mIoU"
+
+
+#: The preset a config without ``preset`` trains.
+DEFAULT_PRESET = "sd15"
+#: Fields whose default is the preset's recipe (None until the config is built).
+RECIPE_FIELDS = (
+    "epochs",
+    "batch_size",
+    "image_size",
+    "lr",
+    "weight_decay",
+    "schedule",
+    "warmup_epochs",
+    "bce_weight",
+    "dice_weight",
+    "select_by",
+)
+_ENUMS = {"schedule": Schedule, "select_by": SelectBy}
+
 #: Bounds of the sizes a run could allocate (a typo such as ``image_size: 5120000`` would ask
 #: for terabytes before the first step).
 MAX_IMAGE_SIZE = 8192
@@ -122,27 +157,38 @@ class TrainConfig(Config):
         data_root: the dataset folder.
         train_split: split trained on.
         val_split: split validated on after every ``val_every`` epochs ("" = no validation).
-        preset: model preset (``sd15``; ``tiny`` for tests and the demo model).
-        pretrained: Stable Diffusion 1.5 folder for ``sd15`` (None: ``$DIFFRIS_SD15``/cache).
+        preset: model preset (``sd15``, ``rsrefseg-b``, ``rsrefseg-l``; ``tiny`` and
+            ``rsrefseg-tiny`` for tests and the demo models). Its architecture's recipe gives
+            the defaults of the fields marked *recipe*.
+        pretrained: the frozen foundations' folders: one folder (DiffRIS: Stable Diffusion
+            1.5), ``{"siglip": DIR, "sam": DIR}`` (RSRefSeg), or None (environment variables,
+            the cache); see :data:`diffris.models.names.Pretrained`.
         cp_adapter: CP-adapter sizes; None = the preset's default.
         pcmrd: decoder sizes; None = the preset's default.
         ablation: component switches, applied on top of ``cp_adapter`` and ``pcmrd``.
         latent_scale: VAE latent multiplier; None = the model default (0.18215).
         timestep: UNet timestep; None = the model default (1).
-        epochs: passes over the training split.
-        batch_size: GLOBAL batch: samples per optimiser step over all processes.
+        epochs: passes over the training split (*recipe*).
+        batch_size: GLOBAL batch: samples per optimiser step over all processes (*recipe*).
         device_batch: samples per forward pass on one process (micro-batch); gradients are
             accumulated over ``batch_size / (processes * device_batch)`` micro-batches. None =
             ``batch_size / processes`` (no accumulation), fixed when the run starts.
-        lr: peak learning rate (choice: 5e-5; the paper's figure is missing from its text).
-        weight_decay: AdamW decoupled weight decay.
+        lr: peak learning rate (*recipe*; DiffRIS's 5e-5 is a choice, the paper's figure is
+            missing from its text).
+        weight_decay: AdamW decoupled weight decay (*recipe*).
         betas: AdamW betas.
         eps: AdamW epsilon.
-        poly_power: lr(it) = lr * (1 - it / total) ** poly_power.
-        image_size: square network input S in px (a multiple of 64).
+        poly_power: ``poly`` schedule: lr(it) = lr * (1 - it / total) ** poly_power.
+        schedule: ``poly`` or ``warmup-cosine`` (*recipe*; see :mod:`diffris.train.schedule`).
+        warmup_epochs: ``warmup-cosine``: epochs of linear warm-up (*recipe* when the schedule
+            is the recipe's, else 0); may be fractional.
+        warmup_start: ``warmup-cosine``: the factor of ``lr`` the warm-up starts at.
+        final_lr_ratio: ``warmup-cosine``: the factor of ``lr`` the cosine ends at.
+        image_size: square network input S in px, a multiple of 64 (*recipe*).
         precision: fp32, bf16 or fp16 (autocast; fp16 adds a GradScaler).
-        bce_weight: weight of the pixel-wise binary cross-entropy.
-        dice_weight: weight of the soft Dice loss.
+        bce_weight: weight of the pixel-wise binary cross-entropy (*recipe*).
+        dice_weight: weight of the soft Dice loss (*recipe*).
+        select_by: validation score picking the best epoch, ``oIoU`` or ``mIoU`` (*recipe*).
         seed: heads' initialisation, data order and Gumbel noise all derive from it.
         cache_latents: compute each training image's VAE latent once and reuse it every epoch.
         val_every: validate every this many epochs (and after the last).
@@ -152,31 +198,39 @@ class TrainConfig(Config):
     data_root: str = ""
     train_split: str = "train"
     val_split: str = "val"
-    preset: str = "sd15"
-    pretrained: str | None = None
+    preset: str = DEFAULT_PRESET
+    pretrained: str | dict[str, str] | None = None
     cp_adapter: CPAdapterConfig | None = None
     pcmrd: PCMRDConfig | None = None
     ablation: Ablation = dataclasses.field(default_factory=Ablation)
     latent_scale: float | None = None
     timestep: int | None = None
-    epochs: int = 40
-    batch_size: int = 32
+    epochs: int | None = None
+    batch_size: int | None = None
     device_batch: int | None = None
-    lr: float = 5e-5
-    weight_decay: float = 0.01
+    lr: float | None = None
+    weight_decay: float | None = None
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     poly_power: float = 0.9
-    image_size: int = 512
+    schedule: Schedule | None = None
+    warmup_epochs: float | None = None
+    warmup_start: float = 0.01
+    final_lr_ratio: float = 1e-3
+    image_size: int | None = None
     precision: Precision = Precision.FP32
-    bce_weight: float = 1.0
-    dice_weight: float = 1.0
+    bce_weight: float | None = None
+    dice_weight: float | None = None
+    select_by: SelectBy | None = None
     seed: int = 0
     cache_latents: bool = False
     val_every: int = 1
 
     def __post_init__(self) -> None:
         check_types(self)
+        self._resolve_recipe()
+        self._check_pretrained()
+        self._check_schedule()
         if self.dataset not in TRAIN_DATASETS:
             raise InputError(
                 f"--dataset {self.dataset!r} is not one of: {', '.join(TRAIN_DATASETS)}"
@@ -207,6 +261,55 @@ class TrainConfig(Config):
                     "more than any device holds; use e.g. 512 (image size) or 32 (batch)"
                 )
 
+    def _resolve_recipe(self) -> None:
+        """Fill the fields left unset from the preset's recipe (enums from their names)."""
+        if self.preset not in PRESETS:
+            raise InputError(f"--preset {self.preset!r} is not one of: {', '.join(PRESETS)}")
+        recipe = training_recipe(self.preset)
+        for name in RECIPE_FIELDS:
+            value = getattr(self, name)
+            if value is None and name == "warmup_epochs":
+                same = self.schedule is None or _enum("schedule", self.schedule) is _enum(
+                    "schedule", recipe["schedule"]
+                )
+                value = recipe[name] if same else 0.0  # a warm-up belongs to its schedule
+            elif value is None:
+                value = recipe[name]
+            if name in _ENUMS:
+                value = _enum(name, value)
+            object.__setattr__(self, name, value)
+
+    def _check_pretrained(self) -> None:
+        pretrained = self.pretrained
+        if isinstance(pretrained, Mapping):
+            bad = [k for k, v in pretrained.items() if k not in PRETRAINED_KEYS or not v]
+            if bad or not all(isinstance(v, str) for v in pretrained.values()):
+                raise InputError(
+                    f"--pretrained {cut_mapping(pretrained)}: give KEY=DIR with KEY one of "
+                    f"{', '.join(PRETRAINED_KEYS)} and DIR a folder"
+                )
+            object.__setattr__(self, "pretrained", dict(pretrained))
+        elif pretrained is not None and not isinstance(pretrained, str):
+            raise InputError(
+                f"--pretrained {pretrained!r} must be a folder or a mapping of "
+                f"{'/'.join(PRETRAINED_KEYS)} to folders"
+            )
+        check_pretrained_form(self.preset, self.pretrained)
+
+    def _check_schedule(self) -> None:
+        assert self.warmup_epochs is not None  # resolved
+        if not (self.warmup_epochs >= 0 and math.isfinite(self.warmup_epochs)):
+            raise InputError(f"--warmup-epochs {self.warmup_epochs} must be ≥ 0")
+        if self.schedule is Schedule.POLY and self.warmup_epochs > 0:
+            raise InputError(
+                f"--warmup-epochs {self.warmup_epochs:g} applies to --schedule warmup-cosine; "
+                "with --schedule poly leave it out (or give 0)"
+            )
+        if not 0 < self.warmup_start <= 1:
+            raise InputError(f"warmup_start {self.warmup_start} must be in (0, 1]; e.g. 0.01")
+        if not 0 <= self.final_lr_ratio <= 1:
+            raise InputError(f"final_lr_ratio {self.final_lr_ratio} must be in [0, 1]; e.g. 1e-3")
+
     def micro_batches(self, world_size: int) -> int:
         """Micro-batches accumulated per optimiser step on each of ``world_size`` processes.
 
@@ -229,6 +332,25 @@ class TrainConfig(Config):
         resolved = dataclasses.replace(self, device_batch=max(device_batch, 1))
         resolved.micro_batches(world_size)
         return resolved
+
+
+def _enum(name: str, value: Any) -> Any:
+    """``value`` as the enum of field ``name`` (already one, or its value)."""
+    kind = _ENUMS[name]
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except ValueError as err:
+        valid = ", ".join(str(member.value) for member in kind)
+        flag = "--" + name.replace("_", "-")
+        raise InputError(f"{flag} {value!r} is not one of: {valid}") from err
+
+
+def cut_mapping(values: Mapping[Any, Any]) -> str:
+    """A mapping as ``k=v k=v`` for messages (clipped)."""
+    shown = " ".join(f"{k}={v}" for k, v in values.items())
+    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 @dataclasses.dataclass(frozen=True)

@@ -46,7 +46,7 @@ class EpochEvent:
         train_loss: mean step loss of the epoch.
         val: validation scores (``Scores.to_dict()``: n, Pr@X, oIoU, mIoU, per_category), or
             None when not validated this epoch.
-        best_epoch: the epoch with the best validation oIoU so far.
+        best_epoch: the epoch with the best validation score so far (``select_by``).
     """
 
     epoch: int

@@ -4,7 +4,7 @@
 
     <run>/config.yaml        the TrainConfig and the LaunchOptions (restored by --resume)
     <run>/metrics.jsonl      one JSON object per logged step and per epoch (validation scores)
-    <run>/best/              trained-model folder of the epoch with the best validation oIoU
+    <run>/best/              trained-model folder of the epoch with the best validation score
     <run>/last/              trained-model folder of the last finished epoch
     <run>/state/             the resumable state (see :mod:`diffris.train.state`)
     <run>/latents.safetensors  the VAE latent cache (``cache_latents``), reused on resume

@@ -44,12 +44,9 @@ from diffris.train.latents import LatentCache, build_latent_cache, refuse_uncach
 from diffris.train.losses import segmentation_loss
 from diffris.train.run_folder import MetricsLog, RunFolder
 from diffris.train.sampler import StepShardSampler
-from diffris.train.schedule import PolySchedule, chunk_seed
+from diffris.train.schedule import chunk_seed, make_schedule
 
 logger = logging.getLogger(__name__)
-
-#: Validation's selection criterion (the papers': best epoch by validation oIoU).
-SELECT_BY = "oIoU"
 
 
 def build_model(config: TrainConfig) -> ReferringModel:
@@ -100,7 +97,9 @@ class Trainer:
         )
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.total_steps = config.epochs * self.steps_per_epoch
-        self.schedule = PolySchedule(config.lr, self.total_steps, config.poly_power)
+        self.schedule = make_schedule(config, self.steps_per_epoch)
+        # the validation score that picks best/ (the recipe's: DiffRIS oIoU, RSRefSeg mIoU)
+        self.select_by = config.select_by.value  # type: ignore[union-attr]
         self.optimizer = torch.optim.AdamW(
             self.model.trainable_parameters(),
             lr=config.lr,
@@ -278,9 +277,8 @@ class Trainer:
         train_loss = self.epoch_loss[0] / max(self.epoch_loss[1], 1)
         finished_epoch = self.epoch + 1
         improved = False
-        if scores is not None and (
-            self.best is None or scores[SELECT_BY] > self.best["scores"][SELECT_BY]
-        ):
+        key = self.select_by
+        if scores is not None and (self.best is None or scores[key] > self.best["scores"][key]):
             improved = True
             self.best = {"epoch": finished_epoch, "step": self.global_step, "scores": scores}
         if self.ctx.is_main:

@@ -82,3 +82,11 @@ def test_archive_status_help_is_its_own():
 def test_train_help_lists_every_training_dataset():
     text = " ".join(_help("train").split())
     assert all(name in text for name in TRAIN_DATASETS)
+
+
+def test_train_help_says_the_defaults_depend_on_the_model():
+    text = " ".join(_help("train").split())
+    assert "The recipe's defaults depend on the model" in text
+    assert "(5e-5 | 1e-4)" in text and "(oIoU | mIoU)" in text and "(poly | warmup-cosine)" in text
+    for flag in ("--loss", "--schedule", "--warmup-epochs", "--select-by", "--bce-weight"):
+        assert flag in text

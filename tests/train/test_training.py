@@ -20,6 +20,7 @@ from diffris.models.registry import build_model, image_features_frozen
 from diffris.train import Ablation, EpochEvent, StepEvent, train
 from diffris.train import state as state_io
 from diffris.train.run_folder import RunFolder, read_config, read_metrics
+from diffris.train.schedule import WarmupCosineSchedule
 from tests.train.helpers import TRAIN_PRESETS, quick_launch, small_config, step_losses
 
 
@@ -166,3 +167,21 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_state(
     tensors, meta = state_io.load_state(tmp_path / "run")
     assert meta["global_step"] >= 1
     assert all(torch.isfinite(t).all() for n, t in tensors.items() if n.startswith("model/"))
+
+
+def test_the_configs_schedule_and_selection_score_steer_the_run(
+    synth_root: Path, tmp_path: Path
+) -> None:
+    config = small_config(
+        synth_root, epochs=3, schedule="warmup-cosine", warmup_epochs=1, select_by="mIoU"
+    )
+    result = train(config, tmp_path / "run", launch=quick_launch())
+    records = read_metrics(RunFolder(tmp_path / "run").metrics)
+    lrs = {r["step"]: r["lr"] for r in records if r["type"] == "step"}
+    schedule = WarmupCosineSchedule(1e-3, total_steps=12, warmup_steps=4)
+    assert lrs == {step: schedule.lr(step - 1) for step in range(1, 13)}
+    assert lrs[1] == pytest.approx(1e-5) and lrs[5] == pytest.approx(1e-3)  # warm-up, then peak
+    epochs = [r for r in records if r["type"] == "epoch"]
+    best_epoch = max(epochs, key=lambda r: (r["val"]["mIoU"], -r["epoch"]))["epoch"]
+    assert result.best is not None and result.best["epoch"] == best_epoch
+    assert read_config(RunFolder(tmp_path / "run")).select_by.value == "mIoU"
