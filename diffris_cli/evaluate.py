@@ -55,8 +55,15 @@ def evaluate_command(
     ] = None,
     pretrained: PretrainedOption = None,
     image_size: Annotated[
-        int, typer.Option("--image-size", help="Network input size S in pixels (S x S).")
-    ] = 512,
+        int | None,
+        typer.Option(
+            "--image-size",
+            help="Network input size S in pixels (S x S). Default: the size the model was "
+            "trained at (its metadata), else its architecture's recipe (DiffRIS 512, RSRefSeg "
+            "1024); 512 with --predictions.",
+            show_default=False,
+        ),
+    ] = None,
     resolution: Annotated[
         str,
         typer.Option(
@@ -113,7 +120,12 @@ def evaluate_command(
     from diffris.devices import Precision
     from diffris.eval.evaluate import EvaluateOptions, check_outputs, evaluate
     from diffris.eval.metrics import Resolution
-    from diffris.models.names import check_pretrained_form, parse_pretrained
+    from diffris.models.names import (
+        DEFAULT_INPUT_SIZE,
+        check_pretrained_form,
+        input_size,
+        parse_pretrained,
+    )
     from diffris_cli.progress import progress_bars
 
     folders = parse_pretrained(pretrained)
@@ -123,6 +135,8 @@ def evaluate_command(
     check_outputs([output, report], overwrite=overwrite)
     if model is not None:
         check_pretrained_form(model, folders)
+    if image_size is None:
+        image_size = DEFAULT_INPUT_SIZE if model is None else input_size(model)
     options = EvaluateOptions(
         image_size=image_size,
         resolution=parse_enum(Resolution, resolution, "--resolution"),

@@ -283,3 +283,30 @@ def loss_weights(preset: str, loss: str) -> dict[str, float]:
         raise InputError(f"--loss {loss!r} is not one of: {', '.join(losses)}")
     bce, dice = losses[loss]
     return {"bce_weight": float(bce), "dice_weight": float(dice)}
+
+
+#: Input side of ``--predictions`` scoring and of a model whose size cannot be read.
+DEFAULT_INPUT_SIZE = 512
+
+
+def input_size(name_or_folder: str | os.PathLike[str]) -> int:
+    """The network input side a model is evaluated at by default: the size a trained folder was
+    trained at (its ``metadata.json``), else its architecture's recipe (DiffRIS 512, RSRefSeg
+    1024). Only names and JSON files are read."""
+    name = str(name_or_folder)
+    if name in PRESET_ARCHITECTURES:
+        return int(_recipe_module(name).RECIPE.get("image_size", DEFAULT_INPUT_SIZE))
+    folder = Path(name).expanduser()
+    try:
+        metadata = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
+        size = metadata["training"]["config"]["image_size"]
+        if isinstance(size, int) and size > 0:
+            return size
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        raw = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+        preset = raw["preset"]
+        return int(_recipe_module(preset).RECIPE.get("image_size", DEFAULT_INPUT_SIZE))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, InputError):
+        return DEFAULT_INPUT_SIZE

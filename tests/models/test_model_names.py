@@ -69,3 +69,19 @@ def test_the_light_preset_list_is_the_registry() -> None:
     from diffris.models.registry import MODEL_REGISTRY
 
     assert tuple(MODEL_REGISTRY) == PRESETS
+
+
+def test_evaluation_input_size_follows_the_training_then_the_recipe(tmp_path: Path) -> None:
+    import json
+
+    from diffris.models.names import input_size
+
+    assert input_size("tiny") == 512 and input_size("rsrefseg-tiny") == 1024
+    trained = tmp_path / "trained"
+    trained.mkdir()
+    (trained / "config.json").write_text(json.dumps({"preset": "rsrefseg-tiny"}))
+    assert input_size(trained) == 1024  # no metadata: the preset's recipe
+    metadata = {"training": {"config": {"image_size": 256}}}
+    (trained / "metadata.json").write_text(json.dumps(metadata))
+    assert input_size(trained) == 256  # the size it was trained at
+    assert input_size(tmp_path / "nowhere") == 512
