@@ -82,3 +82,11 @@ def test_archive_status_help_is_its_own():
 def test_train_help_lists_every_training_dataset():
     text = " ".join(_help("train").split())
     assert all(name in text for name in TRAIN_DATASETS)
+
+
+@pytest.mark.parametrize("command", ["segment", "archive", "evaluate"])
+def test_model_help_names_every_architectures_presets(command):
+    from diffris.models.names import PRESETS
+
+    words = set(re.split(r"[\s│,;:()]+", _help(command)))
+    assert "--model" in words and set(PRESETS) <= words
