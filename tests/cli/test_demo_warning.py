@@ -51,11 +51,11 @@ def test_the_rsrefseg_tiny_fingerprint_follows_its_weights() -> None:
     assert not is_demo_grade(RSRefSegIdentity(preset="rsrefseg-b", fingerprint="0123456789abcdef"))
 
 
-def test_tiny_on_a_synthetic_scene_does_not_warn(tmp_path: Path) -> None:
+def test_tiny_on_a_synthetic_scene_does_not_warn(tmp_path: Path, model_preset: str) -> None:
     scene = tmp_path / "synthetic.tif"
     made = runner.invoke(app, ["synth", "scene", str(scene), "--size", "256", "--seed", "3"])
     assert made.exit_code == 0, made.output
-    assert WARNING not in _segment([scene], tmp_path / "masks.tif")
+    assert WARNING not in _segment([scene], tmp_path / "masks.tif", model_preset)
 
 
 @pytest.mark.skipif(not (DEMO_MODEL / "config.json").is_file(), reason="no bundled demo model")
