@@ -97,7 +97,7 @@ def test_segment_writes_a_georeferenced_mask_per_prompt(
             assert np.array_equal(masks, direct.read())
 
 
-def test_dry_run_reports_the_grid_and_writes_nothing(tmp_path, scene):
+def test_dry_run_reports_the_grid_and_writes_nothing(tmp_path, scene, model_preset):
     result = runner.invoke(
         app,
         [
@@ -112,7 +112,7 @@ def test_dry_run_reports_the_grid_and_writes_nothing(tmp_path, scene):
             "--overlap",
             "32",
             "--model",
-            "tiny",
+            model_preset,
             "--dry-run",
             "--json",
         ],
