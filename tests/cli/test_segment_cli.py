@@ -282,3 +282,10 @@ def test_a_killed_run_leaves_no_output_and_a_rerun_completes(tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     with rasterio.open(out) as written:
         assert written.count == 2 and written.crs == CRS_UTM
+
+
+def test_no_model_names_a_demo_preset_of_each_architecture(tmp_path, scene, monkeypatch):
+    monkeypatch.delenv("DIFFRIS_MODEL", raising=False)
+    args = ["segment", str(scene), "-t", "roofs", "-o", str(tmp_path / "m.tif")]
+    line = _one_error_line(runner.invoke(app, args))
+    assert "no model given" in line and "--model tiny (DiffRIS) or rsrefseg-tiny" in line
