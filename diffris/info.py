@@ -20,6 +20,14 @@ from diffris.models.rsrefseg.lookup import (
 )
 from diffris.paths import checkpoint_cache, diffris_home, inspect_sd_folder, sd15_candidates
 
+#: The foundations each preset loads from local folders, by the names ``info`` reports them
+#: under (``sd15``: the Stable Diffusion search; the others: :data:`FOUNDATIONS`). A preset not
+#: listed needs none: its frozen weights are random (a demo).
+PRESET_WEIGHTS: dict[str, tuple[str, ...]] = {
+    "sd15": ("sd15",),
+    **{preset: tuple(part.name for part in parts) for preset, parts in PRESET_FOUNDATIONS.items()},
+}
+
 _PACKAGES = ("torch", "diffusers", "transformers", "rasterio", "zarr", "dask", "distributed")
 
 
@@ -138,7 +146,7 @@ def collect_info(pretrained: Pretrained = None, *, torch_devices: bool = False) 
                 "status": "found" if lookup.found else lookup.reason(),
             }
         )
-    return {
+    report: dict[str, Any] = {
         "versions": versions,
         "devices": _torch_devices() if torch_devices else [_cpu(), *_nvidia_gpus()],
         "devices_from": "torch" if torch_devices else "driver",
@@ -147,3 +155,34 @@ def collect_info(pretrained: Pretrained = None, *, torch_devices: bool = False) 
         "home": str(diffris_home()),
         "checkpoint_cache": str(checkpoint_cache()),
     }
+    report["models"] = model_presets(report["stable_diffusion"], report["rsrefseg"])
+    return report
+
+
+def model_presets(
+    stable_diffusion: list[dict[str, Any]], rsrefseg: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Every ``--model`` preset: its architecture, the weights it needs, whether they are here.
+
+    Args:
+        stable_diffusion: the Stable Diffusion search of :func:`collect_info`.
+        rsrefseg: :func:`rsrefseg_weights`.
+
+    Returns:
+        One entry per preset: ``preset``, ``architecture``, ``demo`` (random frozen weights,
+        for tests and demos only), ``needs`` (foundation names) and ``ready`` (all found).
+    """
+    from diffris.models.names import DEMO_PRESETS, PRESET_ARCHITECTURES
+
+    found = {"sd15": any(lookup["found"] for lookup in stable_diffusion)}
+    found.update({name: bool(part["uses"]) for name, part in rsrefseg.items()})
+    return [
+        {
+            "preset": preset,
+            "architecture": architecture,
+            "demo": preset in DEMO_PRESETS,
+            "needs": list(PRESET_WEIGHTS.get(preset, ())),
+            "ready": all(found.get(name, False) for name in PRESET_WEIGHTS.get(preset, ())),
+        }
+        for preset, architecture in PRESET_ARCHITECTURES.items()
+    ]

@@ -64,7 +64,9 @@ def info(
         weights.add_row(lookup["path"], Text(lookup["status"], style=colour))
     if report["devices_from"] == "driver":
         devices.caption = "GPUs as the NVIDIA driver lists them; --devices asks torch"
-    out_console.print(versions, devices, weights, _rsrefseg_table(report["rsrefseg"]))
+    out_console.print(
+        versions, devices, weights, _rsrefseg_table(report["rsrefseg"]), _models_table(report)
+    )
     out_console.print(f"diffris home: {report['home']}")
     out_console.print(f"checkpoint cache: {report['checkpoint_cache']}")
     if not any(lookup["found"] for lookup in report["stable_diffusion"]):
@@ -102,4 +104,20 @@ def _rsrefseg_table(parts: dict[str, Any]) -> Table:
                 label, lookup["source"], lookup["path"], Text(lookup["status"], style=colour)
             )
             label = ""
+    return table
+
+
+def _models_table(report: dict[str, Any]) -> Table:
+    """Every preset --model takes: its architecture, the weights it needs, whether found."""
+    table = Table(title="Model presets (--model NAME; or a trained-model folder of either)")
+    for column in ("preset", "architecture", "weights", "status"):
+        table.add_column(column)
+    for entry in report["models"]:
+        needs = ", ".join(entry["needs"]) or "none (random demo backbone)"
+        status = (
+            Text("ready", style="green")
+            if entry["ready"]
+            else Text("weights missing", style="yellow")
+        )
+        table.add_row(entry["preset"], entry["architecture"], needs, status)
     return table

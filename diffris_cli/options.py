@@ -52,8 +52,9 @@ ModelOption = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="A trained-model folder, or a preset name (tiny, sd15: untrained heads). "
-        "Default: $DIFFRIS_MODEL.",
+        help="A trained-model folder of either architecture (its config.json names it), or a "
+        "preset (untrained heads): DiffRIS tiny, sd15; RSRefSeg rsrefseg-tiny, rsrefseg-b, "
+        "rsrefseg-l (tiny and rsrefseg-tiny are random demo backbones). Default: $DIFFRIS_MODEL.",
         envvar="DIFFRIS_MODEL",
         show_envvar=False,
     ),

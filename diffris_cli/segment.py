@@ -160,7 +160,7 @@ def segment(
     if model is None:
         raise InputError(
             "no model given; pass --model with a trained-model folder (or set DIFFRIS_MODEL), "
-            "or --model tiny for an untrained smoke test"
+            "or --model tiny (DiffRIS) or rsrefseg-tiny (RSRefSeg) for an untrained smoke test"
         )
     check_pretrained_form(model, folders)
     if dry_run:

@@ -8,6 +8,15 @@ import torch
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
+#: One CPU preset per architecture: the data-path tests run once for each (``model_preset``).
+MODEL_PRESETS = ("tiny", "rsrefseg-tiny")
+
+
+@pytest.fixture(scope="session", params=MODEL_PRESETS)
+def model_preset(request: pytest.FixtureRequest) -> str:
+    """The preset name of each architecture in turn (``tiny``, ``rsrefseg-tiny``)."""
+    return request.param
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_diffris_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:

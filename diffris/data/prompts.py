@@ -10,8 +10,9 @@ Three formats, chosen by the file extension:
 
 A prompt without an explicit id gets ``p<n>``, its 1-based position in the file, so ids are stable
 as long as the order is. Whitespace inside a text is collapsed to single spaces (CLIP's tokenizer
-ignores it anyway, and it keeps :func:`prompt_set_hash` stable). Texts longer than CLIP's 77 tokens
-are accepted here; the text encoder truncates them and warns.
+ignores it anyway, and it keeps :func:`prompt_set_hash` stable). Texts longer than the model's
+text encoder reads (CLIP: 77 tokens, SigLIP: 64) are accepted here; the model truncates them and
+warns.
 
 Every problem raises :class:`~diffris.errors.PromptFileError` with one line naming the file and
 the line, e.g. ``prompts.yaml line 7: duplicate id 'roads' (first on line 3); give each prompt a
@@ -49,7 +50,8 @@ __all__ = [
 #: Description files larger than this are refused (they are untrusted input, and no real prompt
 #: set comes close).
 MAX_FILE_BYTES = 1 << 20
-#: A description longer than this is a mistake (CLIP reads 77 tokens, about 300 characters).
+#: A description longer than this is a mistake (the text encoders read 64-77 tokens, about 300
+#: characters).
 MAX_TEXT_CHARS = 1000
 _KEYS = ("id", "text", "threshold")
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -387,7 +389,7 @@ def _check_text(where: str, what: str, raw: Any, error: type[Exception]) -> str:
     if len(text) > MAX_TEXT_CHARS:
         raise error(
             f"{where}: the text of {what} is {len(text)} characters, more than the "
-            f"{MAX_TEXT_CHARS} allowed (CLIP reads only its first 77 tokens); shorten it"
+            f"{MAX_TEXT_CHARS} allowed (the text encoder reads only its first 64-77 tokens); shorten it"
         )
     control = next((char for char in text if unicodedata.category(char) == "Cc"), None)
     if control is not None:

@@ -24,14 +24,19 @@ logger = logging.getLogger(__name__)
 TINY_FINGERPRINT = "eda26e6cc637a316"
 #: The same weights' fingerprint in scheme 1, which configs of older diffris record.
 LEGACY_TINY_FINGERPRINT = "da32076d3587a11b"
+#: Fingerprint of the ``rsrefseg-tiny`` preset's random SigLIP and SAM (kept in step by a test).
+#: It also names those weights saved as Hugging Face folders and loaded through ``rsrefseg-b``.
+RSREFSEG_TINY_FINGERPRINT = "82c8fc5f2ee09fca"
+#: Every random backbone's fingerprint: a model built on one of these is demo-grade.
+DEMO_FINGERPRINTS = (TINY_FINGERPRINT, LEGACY_TINY_FINGERPRINT, RSREFSEG_TINY_FINGERPRINT)
 
 
 def is_demo_grade(backbone: BackboneIdentity) -> bool:
-    """Whether a model with this backbone is a demo: built on the ``tiny`` random weights."""
+    """Whether a model with this backbone is a demo: built on random (``tiny``,
+    ``rsrefseg-tiny``) frozen weights, by preset name or by the weights' fingerprint."""
     from diffris.models.names import DEMO_PRESETS
 
-    tiny = (TINY_FINGERPRINT, LEGACY_TINY_FINGERPRINT)
-    return backbone.preset in DEMO_PRESETS or backbone.fingerprint in tiny
+    return backbone.preset in DEMO_PRESETS or backbone.fingerprint in DEMO_FINGERPRINTS
 
 
 def is_synthetic_scene(path: str | os.PathLike[str]) -> bool:
@@ -71,10 +76,11 @@ def warn_if_demo_on_real_scenes(
         return False
     which = real[0] if len(real) == 1 else f"{real[0]} and {len(real) - 1} other scene(s)"
     logger.warning(
-        "%s is not a synthetic scene, and this is a demo model (the random 'tiny' backbone, "
+        "%s is not a synthetic scene, and this is a demo model (the random %r backbone, "
         "trained on synthetic scenes at most): its masks there are meaningless; for real imagery "
-        "use a model trained on a benchmark with Stable Diffusion 1.5 weights (see README, "
-        "'Honest about what ships')",
+        "use a model trained on a benchmark with real foundations (Stable Diffusion 1.5 for "
+        "DiffRIS, SigLIP and SAM for RSRefSeg; see README, 'Honest about what ships')",
         which,
+        backbone.preset,
     )
     return True

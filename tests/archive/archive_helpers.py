@@ -161,9 +161,9 @@ def read(path: str | Path) -> np.ndarray:
 
 
 def tiny_archive_args(
-    source: str | Path, prompts: str | Path, out: str | Path, *extra: str
+    source: str | Path, prompts: str | Path, out: str | Path, *extra: str, model: str = "tiny"
 ) -> list[str]:
-    """``diffris archive`` arguments with the tiny model on small tiles, one thread: fast."""
+    """``diffris archive`` arguments with a tiny model on small tiles, one thread: fast."""
     return [
         "archive",
         str(source),
@@ -172,7 +172,7 @@ def tiny_archive_args(
         "-o",
         str(out),
         "--model",
-        "tiny",
+        model,
         "--tile",
         "64",
         "--overlap",

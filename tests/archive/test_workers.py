@@ -39,14 +39,14 @@ def scenes(tmp_path_factory):
     return root
 
 
-def _tiny(source, out, backend):
-    processor = SegmentProcessor(model="tiny", prompts=PROMPTS)
+def _tiny(source, out, backend, model="tiny"):
+    processor = SegmentProcessor(model=model, prompts=PROMPTS)
     return archive(
         source,
         out_dir=out,
         processor=processor,
-        model="tiny",
-        model_id=model_identity("tiny"),
+        model=model,
+        model_id=model_identity(model),
         prompts=PROMPTS,
         options=processor.job_options(OPTIONS),
         backend=backend,
@@ -68,20 +68,25 @@ def restore_threads(monkeypatch):
     torch.set_num_threads(threads)
 
 
-def test_two_workers_and_a_local_dask_cluster_match_one_worker(scenes, tmp_path, restore_threads):
+def test_two_workers_and_a_local_dask_cluster_match_one_worker(
+    scenes, tmp_path, restore_threads, model_preset
+):
+    """Each architecture's tiny model: the pool and a real dask LocalCluster on loopback write
+    the masks and tags one worker writes."""
     backends = {
-        # One thread everywhere: the tiny model's probabilities differ in the last bit between
+        # One thread everywhere: a model's probabilities differ in the last bit between
         # thread counts, which flips mask pixels lying exactly at the threshold.
         "one": InlineBackend(device="cpu", threads=1),
         "pool": ProcessPoolBackend(2, threads=1),
         "dask": DaskBackend("local", n_workers=2),
     }
     for label, backend in backends.items():
-        report = _tiny(scenes, tmp_path / label, backend)
+        report = _tiny(scenes, tmp_path / label, backend, model_preset)
         assert report.exit_code == EXIT_OK and report.counts["done"] == 3, report.to_dict()
     for name in NAMES:
         pixels, tags, transform = _read(tmp_path / "one" / name)
         assert pixels.any() and (pixels == 1).any()  # real masks, not blanks
+        assert tags["model"] == model_preset
         for label in ("pool", "dask"):
             other_pixels, other_tags, other_transform = _read(tmp_path / label / name)
             assert np.array_equal(pixels, other_pixels), (label, name)

@@ -1,18 +1,53 @@
-"""``diffris archive`` from the command line: real SQLite ledger, real files, the tiny model."""
+"""``diffris archive`` from the command line: real SQLite ledger, real files, the tiny models."""
 
 import json
 
 from typer.testing import CliRunner
 
 from diffris.archive.lock import EXIT_LOCKED, OutputLock
+from diffris.models.checkpoint import save_trained
+from diffris.models.names import model_identity
+from diffris.models.registry import build_model
 from diffris_cli.app import app
 from tests.archive.archive_helpers import tiny_archive_args, write_corrupt, write_scene
+from tests.conftest import MODEL_PRESETS
 
 runner = CliRunner()
 
 
-def _archive(source, out, prompts, *extra):
-    return runner.invoke(app, tiny_archive_args(source, prompts, out, "--json", *extra))
+def _archive(source, out, prompts, *extra, model="tiny"):
+    return runner.invoke(
+        app, tiny_archive_args(source, prompts, out, "--json", *extra, model=model)
+    )
+
+
+def _statuses(result) -> dict[str, str]:
+    return {r["input"].rsplit("/", 1)[-1]: r["status"] for r in json.loads(result.stdout)["scenes"]}
+
+
+def test_each_architecture_is_its_own_model_in_the_ledger(tmp_path):
+    """Switching --model between architectures (preset or trained folder) reprocesses every
+    scene, and the ledger records which model wrote each row."""
+    write_scene(tmp_path / "in" / "a.tif", seed=1)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("red roofs\n")
+    folders = {
+        preset: save_trained(build_model(preset, seed=4), tmp_path / "runs" / preset)
+        for preset in MODEL_PRESETS
+    }
+    models = [*MODEL_PRESETS, *map(str, folders.values())]
+    out = tmp_path / "out"
+    recorded = []
+    for model in models:
+        result = _archive(tmp_path / "in", out, prompts, model=model)
+        assert result.exit_code == 0, result.output
+        assert _statuses(result) == {"a.tif": "done"}, model  # a new model: run again
+        status = runner.invoke(app, ["archive", "status", "-o", str(out), "--json"])
+        (row,) = [r for r in json.loads(status.stdout)["rows"] if r["status"] == "done"]
+        recorded.append(row["model_id"])
+    assert recorded == [model_identity(model) for model in models] and len(set(recorded)) == 4
+    again = _archive(tmp_path / "in", out, prompts, model=models[-1])  # the one that wrote it
+    assert _statuses(again) == {"a.tif": "skipped"}
 
 
 def test_archive_run_rerun_and_status(tmp_path):

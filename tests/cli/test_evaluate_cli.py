@@ -60,19 +60,32 @@ def run(*args: str):
     return runner.invoke(make_app(), ["evaluate", *args])
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_tiny_model_end_to_end_on_each_layout(roots, tmp_path, layout):
-    report = tmp_path / "report.html"
+@pytest.mark.parametrize(
+    ("layout", "resolution"),
+    [("rrsisd", "original"), ("refsegrs", "input"), ("risbench", "original")],
+)
+def test_each_model_end_to_end_on_each_layout(roots, tmp_path, layout, resolution, model_preset):
+    report, scores = tmp_path / "report.html", tmp_path / "scores.json"
     result = run(
         *("--dataset", layout, "--data-root", str(roots[layout]), "--split", "test"),
-        *("--model", "tiny", "--image-size", str(INPUT_SIZE), "--device", "cpu"),
+        *("--model", model_preset, "--image-size", str(INPUT_SIZE), "--device", "cpu"),
+        *("--resolution", resolution, "-o", str(scores), "--per-sample"),
         *("--batch-size", "3", "--report", str(report), "--gallery", "2", "-q"),
     )
     assert result.exit_code == 0, result.output
-    assert f"Scored 8 of 8 samples of {layout} test (tiny; input resolution" in result.stdout
+    expected = f"Scored 8 of 8 samples of {layout} test ({model_preset}; {resolution} resolution"
+    assert expected in result.stdout
     assert "Pr@0.5" in result.stdout and "mIoU" in result.stdout
     page = report.read_text(encoding="utf-8")
     assert "8 samples scored" in page and page.count('<figure class="card">') == 4
+    written = json.loads(scores.read_text())
+    assert written["settings"]["model"] == model_preset
+    assert written["settings"]["resolution"] == resolution
+    side = DATA_SIZE if resolution == "original" else INPUT_SIZE
+    samples = written["per_sample"]
+    assert len(samples) == 8 and all(0 <= s["I"] <= s["U"] <= side * side for s in samples)
+    # the truth alone is at least a few pixels at either size: U counts the resolution's pixels
+    assert all(s["U"] > 0 for s in samples)
 
 
 def _write_predictions(dataset, folder: Path) -> list[tuple[int, int]]:

@@ -90,3 +90,11 @@ def test_train_help_says_the_defaults_depend_on_the_model():
     assert "(5e-5 | 1e-4)" in text and "(oIoU | mIoU)" in text and "(poly | warmup-cosine)" in text
     for flag in ("--loss", "--schedule", "--warmup-epochs", "--select-by", "--bce-weight"):
         assert flag in text
+
+
+@pytest.mark.parametrize("command", ["segment", "archive", "evaluate"])
+def test_model_help_names_every_architectures_presets(command):
+    from diffris.models.names import PRESETS
+
+    words = set(re.split(r"[\s│,;:()]+", _help(command)))
+    assert "--model" in words and set(PRESETS) <= words

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from diffris.errors import WeightsNotFoundError
 from diffris.models.diffris.build import resolve_sd15
+from diffris.models.names import PRESETS
 from diffris_cli.app import app
 
 runner = CliRunner()
@@ -146,3 +147,33 @@ def test_info_reports_the_rsrefseg_folders_each_preset_would_use(tmp_path, monke
     )
     report = json.loads(runner.invoke(app, ["info", "--json"]).stdout)["rsrefseg"]
     assert report["sam-l"]["uses"] == str(home / "sam-vit-large")
+
+
+def test_info_lists_every_preset_of_both_architectures(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFRIS_HOME", str(tmp_path / "home"))
+    for variable in ("DIFFRIS_SD15", "DIFFRIS_SIGLIP", "DIFFRIS_SAM"):
+        monkeypatch.delenv(variable, raising=False)
+    models = json.loads(runner.invoke(app, ["info", "--json"]).stdout)["models"]
+    by_preset = {entry["preset"]: entry for entry in models}
+    assert list(by_preset) == list(PRESETS)
+    assert {p: e["architecture"] for p, e in by_preset.items()} == {
+        "tiny": "diffris",
+        "sd15": "diffris",
+        "rsrefseg-tiny": "rsrefseg",
+        "rsrefseg-b": "rsrefseg",
+        "rsrefseg-l": "rsrefseg",
+    }
+    for demo in ("tiny", "rsrefseg-tiny"):  # random weights: nothing to find, always ready
+        assert by_preset[demo] | {"preset": None} == {
+            "preset": None,
+            "architecture": by_preset[demo]["architecture"],
+            "demo": True,
+            "needs": [],
+            "ready": True,
+        }
+    assert by_preset["rsrefseg-b"]["needs"] == ["siglip", "sam-b"]
+    assert by_preset["sd15"]["needs"] == ["sd15"]
+    assert not any(by_preset[p]["ready"] for p in ("sd15", "rsrefseg-b", "rsrefseg-l"))
+    table = runner.invoke(app, ["info"], env={"COLUMNS": "200"}).stdout
+    (row,) = [line for line in table.splitlines() if "rsrefseg-l " in line and "sam-l" in line]
+    assert "rsrefseg" in row and "weights missing" in row

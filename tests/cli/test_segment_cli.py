@@ -1,4 +1,4 @@
-"""``diffris segment`` from the command line: real files, the real tiny model."""
+"""``diffris segment`` from the command line: real files, the real tiny models."""
 
 import json
 import os
@@ -11,12 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import torch
 from typer.testing import CliRunner
 
+from diffris.data.prompts import prompts_from_texts
+from diffris.inference.predictor import ModelPredictor
+from diffris.inference.segment import SegmentOptions, segment_scene
+from diffris.models.checkpoint import save_trained
+from diffris.models.names import model_identity
+from diffris.models.registry import build_model
 from diffris_cli.app import app
 from tests.inference.scenes import CRS_UTM, TRANSFORM, position_scene
 
 runner = CliRunner()
+CPU = torch.device("cpu")
 
 
 def _one_error_line(result) -> str:
@@ -34,21 +42,35 @@ def scene(tmp_path: Path) -> Path:
     return position_scene(tmp_path / "scene.tif", 300, 260)
 
 
-def test_segment_with_tiny_model_writes_a_georeferenced_mask_per_prompt(tmp_path, scene):
+@pytest.fixture(scope="module")
+def trained(model_preset, tmp_path_factory):
+    """A model of ``model_preset``'s architecture with its own heads (seed 3), saved as a
+    trained-model folder; (folder, the model in memory)."""
+    model = build_model(model_preset, seed=3).eval()
+    return save_trained(model, tmp_path_factory.mktemp("runs") / model_preset), model
+
+
+@pytest.mark.parametrize("as_folder", [False, True], ids=["preset", "trained-folder"])
+def test_segment_writes_a_georeferenced_mask_per_prompt(
+    tmp_path, scene, model_preset, as_folder, request
+):
+    """Either architecture, named by its preset or by a trained folder (found from config.json)."""
     out = tmp_path / "masks.tif"
+    model = request.getfixturevalue("trained")[0] if as_folder else model_preset
+    texts = ["the river", "the bridge over the river"]
     result = runner.invoke(
         app,
         [
             "segment",
             str(scene),
             "--text",
-            "the river",
+            texts[0],
             "--text",
-            "the bridge over the river",
+            texts[1],
             "-o",
             str(out),
             "--model",
-            "tiny",
+            str(model),
             "--tile",
             "256",
             "--json",
@@ -62,12 +84,20 @@ def test_segment_with_tiny_model_writes_a_georeferenced_mask_per_prompt(tmp_path
     with rasterio.open(out) as written:
         assert written.crs == CRS_UTM and written.transform == TRANSFORM
         assert (written.width, written.height, written.count) == (300, 260, 2)
-        assert written.descriptions == ("the river", "the bridge over the river")
-        assert written.tags()["model"] == "tiny"
-        assert set(np.unique(written.read())) <= {0, 1}
+        assert written.descriptions == tuple(texts)
+        assert written.tags()["model"] == model_identity(model)
+        masks = written.read()
+    assert set(np.unique(masks)) <= {0, 1}
+    if as_folder:  # the folder's heads, not the preset's: the in-memory model's masks exactly
+        prompts = prompts_from_texts(texts)
+        predictor = ModelPredictor(request.getfixturevalue("trained")[1], prompts, device=CPU)
+        options = SegmentOptions(tile=256)
+        segment_scene(scene, tmp_path / "direct.tif", predictor, prompts, options, model_id="m")
+        with rasterio.open(tmp_path / "direct.tif") as direct:
+            assert np.array_equal(masks, direct.read())
 
 
-def test_dry_run_reports_the_grid_and_writes_nothing(tmp_path, scene):
+def test_dry_run_reports_the_grid_and_writes_nothing(tmp_path, scene, model_preset):
     result = runner.invoke(
         app,
         [
@@ -82,7 +112,7 @@ def test_dry_run_reports_the_grid_and_writes_nothing(tmp_path, scene):
             "--overlap",
             "32",
             "--model",
-            "tiny",
+            model_preset,
             "--dry-run",
             "--json",
         ],
@@ -252,3 +282,10 @@ def test_a_killed_run_leaves_no_output_and_a_rerun_completes(tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     with rasterio.open(out) as written:
         assert written.count == 2 and written.crs == CRS_UTM
+
+
+def test_no_model_names_a_demo_preset_of_each_architecture(tmp_path, scene, monkeypatch):
+    monkeypatch.delenv("DIFFRIS_MODEL", raising=False)
+    args = ["segment", str(scene), "-t", "roofs", "-o", str(tmp_path / "m.tif")]
+    line = _one_error_line(runner.invoke(app, args))
+    assert "no model given" in line and "--model tiny (DiffRIS) or rsrefseg-tiny" in line

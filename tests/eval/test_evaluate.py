@@ -1,4 +1,5 @@
-"""``evaluate``: the tiny model and prediction folders on real synthetic datasets, the gallery."""
+"""``evaluate``: each architecture's tiny model and prediction folders on real synthetic datasets,
+the gallery."""
 
 from __future__ import annotations
 
@@ -39,8 +40,8 @@ def refsegrs(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny() -> torch.nn.Module:
-    return load_model("tiny")
+def tiny(model_preset) -> torch.nn.Module:
+    return load_model(model_preset)
 
 
 def _options(**changes) -> EvaluateOptions:
@@ -48,11 +49,12 @@ def _options(**changes) -> EvaluateOptions:
 
 
 @pytest.fixture(scope="module")
-def results(refsegrs) -> dict[Resolution, EvaluationResult]:
-    """The tiny model on the test split at both resolutions (batch size 8, in-process)."""
+def results(refsegrs, model_preset) -> dict[Resolution, EvaluationResult]:
+    """Each tiny model on the test split at both resolutions (batch size 8, in-process)."""
+    options = {resolution: _options(resolution=resolution) for resolution in Resolution}
     return {
         resolution: evaluate(
-            "refsegrs", refsegrs, "test", model="tiny", options=_options(resolution=resolution)
+            "refsegrs", refsegrs, "test", model=model_preset, options=options[resolution]
         )
         for resolution in Resolution
     }
@@ -118,7 +120,7 @@ def test_score_model_hooks_see_every_batch_with_counts(refsegrs, tiny):
 
 
 @pytest.mark.parametrize("resolution", list(Resolution))
-def test_model_gallery_shows_what_was_scored(refsegrs, results, resolution):
+def test_model_gallery_shows_what_was_scored(refsegrs, results, resolution, model_preset):
     result = results[resolution]
     scored = {s.sample_id: s for s in result.scores.per_sample}
     assert result.scores.n == 6 and len(result.best) == 2 and len(result.worst) == 2
@@ -138,13 +140,13 @@ def test_model_gallery_shows_what_was_scored(refsegrs, results, resolution):
     assert [s.sample_id for s in result.best] == [s.sample_id for s in best]
     assert [s.sample_id for s in result.worst] == [s.sample_id for s in worst]
     assert result.settings["resolution"] == resolution.value
-    assert result.settings["samples"] == 6 and result.settings["model"] == "tiny"
+    assert result.settings["samples"] == 6 and result.settings["model"] == model_preset
 
 
-def test_batch_size_and_workers_do_not_change_the_result(refsegrs, results):
+def test_batch_size_and_workers_do_not_change_the_result(refsegrs, results, model_preset):
     eight = results[Resolution.INPUT]
     three = evaluate(
-        "refsegrs", refsegrs, "test", model="tiny", options=_options(batch_size=3, workers=2)
+        "refsegrs", refsegrs, "test", model=model_preset, options=_options(batch_size=3, workers=2)
     )
     assert three.scores == eight.scores
     assert [s.sample_id for s in three.best + three.worst] == [

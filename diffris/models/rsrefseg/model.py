@@ -167,9 +167,14 @@ class RSRefSeg(nn.Module):
         tokens = texts if isinstance(texts, SiglipTokens) else self.tokenize(texts)
         tokens = tokens.to(self.device)
         output = self.siglip.text_model(input_ids=tokens.input_ids)
+        # SigLIP's pooled output is its head on the last position. A linear layer on one row
+        # takes another kernel than on several (the last bits differ), so the head runs one
+        # prompt at a time: a prompt's features are the same whichever prompts share its run.
+        last = output.last_hidden_state[:, -1, :]
+        pooled = torch.cat([self.siglip.text_model.head(row) for row in last.split(1)])
         return SiglipTextFeatures(
             local=output.last_hidden_state,
-            pooled=output.pooler_output,
+            pooled=pooled,
             mask=tokens.attention_mask.to(torch.bool),
             truncated=tokens.truncated,
         )
