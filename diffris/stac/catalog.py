@@ -47,10 +47,14 @@ class ArchiveCatalog:
 
         Links to items whose files are gone are dropped at the same time.
         """
-        href = PurePosixPath(Path(os.path.relpath(os.path.abspath(item_file), self.folder)))
         hrefs = {h for h in self.item_hrefs() if (self.folder / h).is_file()}
-        hrefs.add(f"./{href.as_posix()}")
+        hrefs.add(self.href(item_file))
         write_json_atomic(self.path, self._document(sorted(hrefs)))
+
+    def href(self, item_file: str | Path) -> str:
+        """The catalog's link to ``item_file``: ``./2024/06/a.stac.json``."""
+        relative = PurePosixPath(Path(os.path.relpath(os.path.abspath(item_file), self.folder)))
+        return f"./{relative.as_posix()}"
 
     def _read(self) -> dict[str, Any] | None:
         try:

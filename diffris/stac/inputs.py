@@ -142,17 +142,30 @@ def _items(file: Path, document: dict[str, Any]) -> list[tuple[Any, Path, str | 
         catalog = pystac.read_file(str(file))
         items = list(catalog.get_items(recursive=True))  # type: ignore[attr-defined]
         return [(item, *_item_base(item, file)) for item in items]
-    except FileNotFoundError as err:
-        raise InputNotFoundError(
-            f"STAC file {file} links to {err.filename or err}, which is missing; fix the link"
-        ) from err
-    except (pystac.STACError, KeyError, TypeError, ValueError) as err:
-        raise InputError(f"{file} is not valid STAC: {type(err).__name__}: {err}") from err
-    except OSError as err:  # a remote link, offline: urllib's URLError is an OSError
-        raise InputError(
-            f"{file} links to a document that cannot be read ({err}); diffris reads static "
+    except (pystac.STACError, KeyError, TypeError, ValueError, OSError) as err:
+        raise _link_error(file, err) from err
+
+
+def _link_error(file: Path, err: BaseException) -> Exception:
+    """One line for a document that does not load; pystac wraps the cause in a STACError."""
+    chain = [err]
+    while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and len(chain) < 8:
+        chain.append(nxt)
+    cause = next((e for e in chain if isinstance(e, OSError) or _from_http(e)), chain[-1])
+    if isinstance(cause, FileNotFoundError):
+        return InputNotFoundError(
+            f"STAC file {file} links to {cause.filename or cause}, which is missing; fix the link"
+        )
+    if isinstance(cause, OSError) or _from_http(cause):  # a remote link, offline
+        return InputError(
+            f"{file} links to a document that cannot be read ({cause}); diffris reads static "
             "catalogs on disk: copy the linked files next to it"
-        ) from err
+        )
+    return InputError(f"{file} is not valid STAC: {type(err).__name__}: {err}")
+
+
+def _from_http(err: BaseException) -> bool:
+    return type(err).__module__.split(".")[0] in ("urllib", "urllib3", "requests", "http")
 
 
 def _item_base(item: Any, file: Path) -> tuple[Path, str | None]:
