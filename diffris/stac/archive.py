@@ -39,8 +39,7 @@ class ArchiveStac:
             datetime=job.stac.datetime if job.stac else None,
             extra={"diffris:job": job.digest},
         )
-        self.catalog.add(item)
-        self._linked_hrefs().add(self._href(item))
+        self._link(item)
         return item
 
     def kept(self, job: SceneJob) -> None:
@@ -48,14 +47,17 @@ class ArchiveStac:
         item = item_path(job.output)
         if not item.is_file():
             self.published(job)
-        elif self._href(item) not in self._linked_hrefs():
-            self.catalog.add(item)
-            self._linked_hrefs().add(self._href(item))
+        elif self.catalog.href(item) not in self._linked_hrefs():
+            self._link(item)
+
+    def _link(self, item: Path) -> None:
+        linked = self._linked_hrefs()
+        linked.add(self.catalog.href(item))
+        self.catalog.write(linked)
 
     def _linked_hrefs(self) -> set[str]:
+        # read once per run (links to items deleted since are dropped), then kept in memory:
+        # this process is the catalog's only writer
         if self._linked is None:
-            self._linked = set(self.catalog.item_hrefs())
+            self._linked = set(self.catalog.existing_item_hrefs())
         return self._linked
-
-    def _href(self, item: Path) -> str:
-        return self.catalog.href(item)

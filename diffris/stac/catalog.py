@@ -47,8 +47,16 @@ class ArchiveCatalog:
 
         Links to items whose files are gone are dropped at the same time.
         """
-        hrefs = {h for h in self.item_hrefs() if (self.folder / h).is_file()}
+        hrefs = set(self.existing_item_hrefs())
         hrefs.add(self.href(item_file))
+        self.write(hrefs)
+
+    def existing_item_hrefs(self) -> list[str]:
+        """:meth:`item_hrefs` whose item files still exist."""
+        return [h for h in self.item_hrefs() if (self.folder / h).is_file()]
+
+    def write(self, hrefs: set[str] | list[str]) -> None:
+        """Rewrite the catalog atomically with exactly these item links (sorted)."""
         write_json_atomic(self.path, self._document(sorted(hrefs)))
 
     def href(self, item_file: str | Path) -> str:

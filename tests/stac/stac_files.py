@@ -103,7 +103,8 @@ def write_catalog(folder: Path, ids: list[str]) -> Path:
     )
     catalog.add_child(collection)
     for item_id in ids:
-        position_scene(images / f"{item_id}.tif", 200, 150)
+        if not (images / f"{item_id}.tif").exists():  # a rewritten catalog keeps its scenes
+            position_scene(images / f"{item_id}.tif", 200, 150)
         item = pystac.Item.from_dict(item_dict(item_id, "placeholder", bands=RGB))
         collection.add_item(item)
     catalog.normalize_hrefs(str(folder / "stac"))
