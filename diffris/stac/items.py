@@ -249,9 +249,14 @@ def _as_lists(geometry: Any) -> dict[str, Any]:
 
 
 def _relative_href(href: str, folder: Path) -> str:
+    """Relative when the input item and the output share a folder below the root (they move
+    together); absolute otherwise (``../../work/...`` would break when either moves)."""
     if "://" in href:
         return href
     try:
+        common = os.path.commonpath([os.path.abspath(href), os.path.abspath(folder)])
+        if Path(common).parent == Path(common):  # only the root (or a drive) in common
+            return href
         return Path(os.path.relpath(href, folder)).as_posix()
     except ValueError:  # another drive (Windows)
         return href

@@ -150,3 +150,32 @@ def test_archive_cli_over_a_catalog_with_stac(tmp_path):
     item = json.loads((out / "x.stac.json").read_text())
     validate_item(item)
     assert item["assets"]["data"]["raster:bands"][0]["description"] == "the river"
+
+
+def test_discovery_names_item_scenes_by_id_and_their_jobs_read_the_items_bands(tmp_path):
+    from diffris.archive.inputs import discover_scenes
+    from diffris.archive.jobs import make_jobs
+    from tests.stac.stac_files import item_dict, write_json
+
+    (tmp_path / "img").mkdir()
+    for name in ("p", "q"):
+        (tmp_path / "img" / f"{name}.tif").touch()
+    bgr = [{"common_name": c} for c in ("blue", "green", "red")]
+    features = [item_dict("p", "img/p.tif", bands=bgr), item_dict("q/2", "img/q.tif")]
+    found = write_json(tmp_path / "found.json", {"type": "FeatureCollection", "features": features})
+    scenes = discover_scenes(found)
+    assert [(s.name, s.source) for s in scenes] == [
+        ("p.tif", str(tmp_path / "img" / "p.tif")),
+        ("q_2.tif", str(tmp_path / "img" / "q.tif")),
+    ]
+    jobs = make_jobs(
+        scenes,
+        out_dir=tmp_path / "out",
+        model="m",
+        model_id="m",
+        prompts=PROMPTS,
+        options=job_options(),
+    )
+    assert [Path(j.output).name for j in jobs] == ["p.tif", "q_2.tif"]
+    assert [j.options["bands"] for j in jobs] == [[3, 2, 1], None]
+    assert jobs[0].stac.item_id == "p" and jobs[1].stac.item_id == "q/2"

@@ -147,3 +147,13 @@ def test_remote_asset_hrefs_are_kept_for_gdal(tmp_path):
 def test_asset_without_stac_input_is_a_usage_error(tmp_path):
     with pytest.raises(InputError, match="--asset visual applies to STAC inputs"):
         resolve_scenes([str(tmp_path / "a.tif")], asset="visual")
+
+
+def test_the_bundled_example_item_names_the_example_scene():
+    from tests.stac.schema_store import core_validator
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "item.json"
+    core_validator("item").validate(json.loads(example.read_text()))
+    (scene,) = read_stac(example)
+    assert scene.source == str(example.parent / "scene.tif")
+    assert scene.item_id == "example-scene" and scene.bands == (1, 2, 3)

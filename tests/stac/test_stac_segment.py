@@ -183,3 +183,10 @@ def test_the_validator_rejects_a_broken_item(tmp_path):
     ):
         with pytest.raises(jsonschema.ValidationError):
             validate_item(broken)
+
+
+def test_derived_from_is_relative_inside_one_tree_and_absolute_across_trees(tmp_path):
+    from diffris.stac.items import _relative_href
+
+    assert _relative_href("/data/stac/a.json", Path("/data/masks")) == "../stac/a.json"
+    assert _relative_href("/data/stac/a.json", Path("/tmp/masks")) == "/data/stac/a.json"
