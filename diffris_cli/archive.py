@@ -16,6 +16,7 @@ from diffris_cli.errors import sigterm_stops, user_errors
 from diffris_cli.helptext import DiffrisCommand
 from diffris_cli.logs import add_log_file
 from diffris_cli.options import (
+    AssetOption,
     BandsOption,
     BatchSizeOption,
     CreationOption,
@@ -31,6 +32,7 @@ from diffris_cli.options import (
     PrecisionOption,
     PretrainedOption,
     QuietOption,
+    StacOption,
     StretchOption,
     ThresholdOption,
     TileOption,
@@ -71,8 +73,8 @@ def archive(
     source: Annotated[
         str,
         typer.Argument(
-            help="A folder (recursive), a glob such as 'data/**/*.tif', or a text file listing "
-            "scenes.",
+            help="A folder (recursive), a glob such as 'data/**/*.tif', a text file listing "
+            "scenes, or a STAC Item, ItemCollection or Catalog (.json).",
             show_default=False,
         ),
     ],
@@ -164,6 +166,8 @@ def archive(
     nodata: NodataOption = None,
     stretch: StretchOption = None,
     creation_options: CreationOption = None,
+    asset: AssetOption = None,
+    stac: StacOption = False,
     log_file: Annotated[
         Path | None, typer.Option("--log-file", help="Also append log lines to this file.")
     ] = None,
@@ -183,6 +187,8 @@ def archive(
       diffris archive /data/incoming --prompts prompts.yaml -o /data/masks --model runs/best
 
       diffris archive "/data/**/*.tif" --prompts p.yaml -o out/ --gpus 4
+
+      diffris archive stac/catalog.json --prompts p.yaml -o out/ --stac   (out/catalog.json)
 
       diffris archive status -o /data/masks     (see diffris archive status --help)
     """
@@ -253,6 +259,8 @@ def archive(
             split_align=options.tile,
             progress=progress,
             verify=verify,
+            stac=stac,
+            asset=asset,
         )
     _print_report(report, as_json=as_json, quiet=quiet)
     if report.exit_code:

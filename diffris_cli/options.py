@@ -119,3 +119,20 @@ MaxMemoryOption = Annotated[
         show_default=False,
     ),
 ]
+AssetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--asset",
+        help="For STAC inputs: the asset to read from each item (default: 'visual', else the "
+        "first image asset with red, green and blue bands).",
+        show_default=False,
+    ),
+]
+StacOption = Annotated[
+    bool,
+    typer.Option(
+        "--stac",
+        help="Write a STAC Item beside each output (<name>.stac.json: WGS84 footprint, proj, "
+        "raster:bands, checksum, model).",
+    ),
+]

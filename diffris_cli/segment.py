@@ -13,6 +13,7 @@ from diffris.errors import InputError
 from diffris_cli.console import out_console
 from diffris_cli.errors import sigterm_stops, user_errors
 from diffris_cli.options import (
+    AssetOption,
     BandsOption,
     BatchSizeOption,
     CreationOption,
@@ -30,6 +31,7 @@ from diffris_cli.options import (
     PretrainedOption,
     PromptsFileOption,
     QuietOption,
+    StacOption,
     StretchOption,
     ThresholdOption,
     TileOption,
@@ -67,7 +69,7 @@ def segment(
         list[str],
         typer.Argument(
             help="Rasters: any name GDAL opens (a path, /vsicurl/https://..., s3://..., "
-            "GTIFF_DIR:2:a.tif).",
+            "GTIFF_DIR:2:a.tif), or STAC JSON files (an Item, ItemCollection or Catalog).",
             show_default=False,
         ),
     ],
@@ -93,6 +95,8 @@ def segment(
     nodata: NodataOption = None,
     stretch: StretchOption = None,
     creation_options: CreationOption = None,
+    asset: AssetOption = None,
+    stac: StacOption = False,
     overwrite: OverwriteOption = False,
     dry_run: Annotated[
         bool,
@@ -119,10 +123,13 @@ def segment(
       diffris segment scene.tif --text "buildings near the highway" -o buildings.tif --model runs/best
 
       diffris segment a.tif b.tif --prompts prompts.yaml -o masks/ --format cog
+
+      diffris segment catalog.json --prompts prompts.yaml -o masks/ --stac
     """
     from diffris.inference.memory import parse_size
     from diffris.inference.run import output_paths, plan_run, preflight
     from diffris.models.names import check_pretrained_form, parse_pretrained
+    from diffris.stac.scenes import resolve_scenes
 
     folders = parse_pretrained(pretrained)
     budget = parse_size(max_memory) if max_memory is not None else None
@@ -140,14 +147,23 @@ def segment(
         stretch=stretch,
         creation_options=creation_options,
     )
-    outputs = output_paths(scenes, output, options.format)
+    resolved = resolve_scenes(scenes, asset=asset)
+    scenes = resolved.sources
+    per_scene = resolved.options(options)
+    outputs = output_paths(scenes, output, options.format, names=resolved.names)
+    if stac:
+        from diffris.stac.items import check_stac_outputs
+
+        check_stac_outputs(
+            outputs, zarr=options.format is not None and options.format.value == "zarr"
+        )
     if preview and len(scenes) > 1:
         raise InputError("--preview works with one scene; run scenes separately for previews")
     # The dry run and the run share this preflight: a dry run passes only what the run accepts.
     failures = preflight(
         scenes,
         outputs,
-        options,
+        per_scene,
         prompts=prompts,
         overwrite=overwrite,
         preview=preview,
@@ -164,7 +180,7 @@ def segment(
         )
     check_pretrained_form(model, folders)
     if dry_run:
-        plan = plan_run(scenes, outputs, prompts, options, failures)
+        plan = plan_run(scenes, outputs, prompts, per_scene, failures)
         _print_plan(plan, as_json=as_json)
         if plan.exit_code:
             raise typer.Exit(plan.exit_code)
@@ -189,14 +205,15 @@ def segment(
             outputs,
             predictor,
             prompts,
-            options,
+            per_scene,
             model_id=model_id,
             overwrite=overwrite,
             progress_for=lambda scene, index: progress_for(Path(scene).name, 0),
             failures=failures,
+            after_scene=resolved.item_writer(prompts, model_id) if stac else None,
         )
     if preview and summary.results:
-        with open_scene(scenes[0], options) as opened:
+        with open_scene(scenes[0], per_scene[0]) as opened:
             write_preview(
                 opened, outputs[0], prompts, preview, threshold=threshold, overwrite=overwrite
             )

@@ -22,6 +22,9 @@ subfolders never collide.
   to the list's folder. Listed files that do not exist are kept: they fail as scenes (recorded in the ledger)
   instead of stopping the run.
 - **one raster**: a single file with a raster extension.
+- **STAC** (``.json``): an Item, ItemCollection or static Catalog/Collection on disk; each item
+  is a scene (its ``asset``, by default ``visual``; see :mod:`diffris.stac.inputs`), named by
+  its id (``<id>.tif``). A missing asset file fails as a scene, as in a scene list.
 
 GDAL URLs (``/vsicurl/...``, ``/vsis3/...``, ``https://...``, ``s3://...``) are kept exactly as
 given; their identity is the URL (they are not stat-ed). Subdataset names keep their syntax, with
@@ -34,7 +37,7 @@ import hashlib
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from diffris.archive.walk import glob_paths, regular_or_missing, through_loop, walk
@@ -49,6 +52,7 @@ from diffris.geo.names import (
     product_metadata,
 )
 from diffris.safe_paths import describe
+from diffris.stac.inputs import StacScene, is_stac_file, read_stac
 
 __all__ = [
     "LIST_EXTENSIONS",
@@ -81,10 +85,12 @@ class SceneInput:
         source: what GDAL opens: an absolute local path, a URL exactly as given, or a
             subdataset name whose local file is absolute.
         name: relative POSIX path naming the output (e.g. ``2024/06/a.tif``), unique in a run.
+        stac: the STAC item the scene came from (bands, id, its file for ``derived_from``).
     """
 
     source: str
     name: str
+    stac: StacScene | None = field(default=None, compare=False)
 
     @property
     def remote(self) -> bool:
@@ -162,13 +168,16 @@ def identify(
     return InputIdentity(size, mtime, digest.hexdigest())
 
 
-def discover_scenes(source: str | Path, *, exclude: list[Path] | None = None) -> list[SceneInput]:
+def discover_scenes(
+    source: str | Path, *, exclude: list[Path] | None = None, asset: str | None = None
+) -> list[SceneInput]:
     """List the scenes a source names (see the module docstring for the kinds).
 
     Args:
         source: a folder, a glob pattern, a scene-list file, one raster, or one name GDAL
             opens (a URL, a subdataset name, a .SAFE product).
         exclude: folders whose contents are never scenes (pass the output folder).
+        asset: the asset read from each STAC item (None: ``visual``, else the first RGB one).
 
     Returns:
         Scenes sorted by source, without duplicates (same real path), with unique names.
@@ -195,7 +204,12 @@ def discover_scenes(source: str | Path, *, exclude: list[Path] | None = None) ->
         kind = "folder"
     elif os.path.isfile(text):
         suffix = Path(text).suffix.lower()
-        if suffix in LIST_EXTENSIONS:
+        if is_stac_file(text):
+            scenes = [
+                _stac_scene(item) for item in read_stac(text, asset=asset, require_files=False)
+            ]
+            kind = "STAC file"
+        elif suffix in LIST_EXTENSIONS:
             scenes = _from_list(Path(text))
             kind = "scene list"
         elif suffix in RASTER_EXTENSIONS:
@@ -204,8 +218,9 @@ def discover_scenes(source: str | Path, *, exclude: list[Path] | None = None) ->
         else:
             raise InputError(
                 f"{text} is neither a raster ({', '.join(sorted(RASTER_EXTENSIONS))}) nor a "
-                f"scene list ({', '.join(sorted(LIST_EXTENSIONS))}); pass a folder, a glob such "
-                "as '/data/**/*.tif', or a .txt file listing one scene per line"
+                f"scene list ({', '.join(sorted(LIST_EXTENSIONS))}) nor STAC (.json); pass a "
+                "folder, a glob such as '/data/**/*.tif', a .txt file listing one scene per line, "
+                "or a STAC catalog.json"
             )
     elif os.path.exists(text):
         raise InputError(
@@ -307,6 +322,12 @@ def _checked_entry(entry: str, listing: Path, number: int) -> str:
     if problem is None:
         return entry
     raise InputError(f"scene list {listing}, line {number}: {problem}; fix or remove that line")
+
+
+def _stac_scene(item: StacScene) -> SceneInput:
+    # The item id names the output; the asset's extension is kept for _output_names' rules.
+    suffix = PurePosixPath(item.source.split("?", 1)[0]).suffix
+    return SceneInput(item.source, f"{item.name}{suffix}", stac=item)
 
 
 def _url_scene(url: str) -> SceneInput:

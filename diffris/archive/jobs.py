@@ -29,6 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 from diffris.archive.inputs import InputIdentity, SceneInput, identify
 from diffris.data.prompts import Prompt, prompt_set_hash
 from diffris.errors import InputError
+from diffris.stac.inputs import StacScene
 
 __all__ = [
     "JOB_TAG",
@@ -65,6 +66,7 @@ class SceneJob:
         identity: the input's size, mtime and optional content hash when planned.
         rows: output row range ``[start, stop)`` to produce, for one part of a split scene;
             None for the whole scene.
+        stac: the STAC item the scene came from, if any (its id, bands, file).
     """
 
     key: str
@@ -80,6 +82,7 @@ class SceneJob:
     options_hash: str = ""
     identity: InputIdentity = InputIdentity()
     rows: tuple[int, int] | None = None
+    stac: StacScene | None = field(default=None, compare=False)
 
     @property
     def tags(self) -> dict[str, str]:
@@ -144,7 +147,9 @@ def make_jobs(
 
     Outputs mirror the scenes' relative names under ``out_dir`` with ``suffix`` as extension;
     scenes whose names differ only by extension (``a.tif``, ``a.jp2``) keep it in the name
-    (``a_tif.tif``, ``a_jp2.tif``) so they never overwrite each other.
+    (``a_tif.tif``, ``a_jp2.tif``) so they never overwrite each other. A scene from a STAC item
+    whose band metadata names red, green and blue reads those bands unless ``options`` sets
+    ``bands`` (``--bands``).
 
     Args:
         scenes: from :func:`~diffris.archive.inputs.discover_scenes`.
@@ -176,7 +181,11 @@ def make_jobs(
                 "other than the input folder"
             )
         identity = identify(scene, hash_content=hash_content, known=(known or {}).get(scene.source))
-        key = _sha([scene.source, prompt_hash, model_id, opt_hash])
+        scene_options, scene_hash = dict(options), opt_hash
+        if scene.stac is not None and scene.stac.bands and options.get("bands") is None:
+            scene_options["bands"] = list(scene.stac.bands)
+            scene_hash = options_hash(scene_options)
+        key = _sha([scene.source, prompt_hash, model_id, scene_hash])
         jobs.append(
             SceneJob(
                 key=key,
@@ -188,9 +197,10 @@ def make_jobs(
                 model_id=model_id,
                 prompts=tuple(prompts),
                 prompt_hash=prompt_hash,
-                options=dict(options),
-                options_hash=opt_hash,
+                options=scene_options,
+                options_hash=scene_hash,
                 identity=identity,
+                stac=scene.stac,
             )
         )
     return jobs

@@ -147,6 +147,8 @@ def archive(
     split_align: int = 512,
     progress: Callable[[ArchiveProgress], None] | None = None,
     verify: bool = False,
+    stac: bool = False,
+    asset: str | None = None,
 ) -> ArchiveReport:
     """Discover the scenes of ``source`` and run them into ``out_dir`` (``diffris archive``).
 
@@ -169,6 +171,9 @@ def archive(
         split_align: part boundaries are multiples of this many rows (the output block size).
         progress: called after every scene event.
         verify: checksum every done output, even those whose size and mtime are unchanged.
+        stac: write a STAC item beside each output and keep ``out_dir/catalog.json``
+            (:mod:`diffris.stac.archive`).
+        asset: the asset read from each item of a STAC source.
 
     Raises:
         ArchiveLockedError: another run holds the folder.
@@ -176,8 +181,10 @@ def archive(
         WorkerSetupError: the processor cannot be prepared (e.g. the model does not load).
     """
     out = Path(out_dir)
+    if stac and suffix == ".zarr":
+        raise InputError("--stac describes GeoTIFF/COG outputs; use --format gtiff or cog")
     with OutputLock(out) as lock:
-        scenes = discover_scenes(source, exclude=[out])
+        scenes = discover_scenes(source, exclude=[out], asset=asset)
         known = {}
         if hash_content:
             with Ledger.for_output(out) as ledger:
@@ -205,6 +212,7 @@ def archive(
             lock=lock,
             progress=progress,
             verify=verify,
+            stac=stac,
         )
 
 
@@ -220,6 +228,7 @@ def run_archive(
     lock: OutputLock | None = None,
     progress: Callable[[ArchiveProgress], None] | None = None,
     verify: bool = False,
+    stac: bool = False,
 ) -> ArchiveReport:
     """Run ``jobs`` into ``out_dir`` (see the module docstring).
 
@@ -234,6 +243,7 @@ def run_archive(
         lock: the folder's lock if the caller holds it already; else it is taken here.
         progress: called after every scene event.
         verify: checksum every done output, even those whose size and mtime are unchanged.
+        stac: write each output's STAC item and keep the folder's catalog, after each scene.
 
     Raises:
         ArchiveLockedError: another run holds the folder.
@@ -250,7 +260,7 @@ def run_archive(
     lock = lock if lock is not None else OutputLock(out).acquire()
     try:
         with Ledger.for_output(out) as ledger:
-            return _Run(ledger, out, backend, retries, progress, verify).execute(
+            return _Run(ledger, out, backend, retries, progress, verify, stac).execute(
                 jobs, processor, split_rows, split_align, started
             )
     finally:
@@ -267,7 +277,11 @@ class _Run:
         retries: int,
         progress: Callable[[ArchiveProgress], None] | None,
         verify: bool = False,
+        stac: bool = False,
     ) -> None:
+        from diffris.stac.archive import ArchiveStac
+
+        self.stac = ArchiveStac(out) if stac else None
         self.ledger = ledger
         self.verify = verify
         self.out = out
@@ -312,6 +326,7 @@ class _Run:
                 logger.debug("%s: will run (%s)", job.input, decision.reason)
             elif decision.action is Action.SKIP:
                 self._result(job, "skipped", decision.reason)
+                self._keep_item(job)
             else:
                 row = self.ledger.row(job.key)
                 self._result(job, "given-up", "retries exhausted", error=row.error if row else None)
@@ -383,6 +398,11 @@ class _Run:
                 published = fingerprint_output(job.output, store=is_store(job))
             except (OSError, ValueError) as err:
                 error = f"the output cannot be read back: {err}"
+        if error is None and self.stac is not None:
+            try:  # before the row says done: a done scene always has its item
+                self.stac.published(job)
+            except Exception as err:
+                error = f"writing its STAC item failed: {type(err).__name__}: {err}"
         if error is not None:
             self.ledger.mark_failed(job.key, error=error, worker=event.worker)
             self._result(job, "failed", self.reasons[job.key], error=error)
@@ -398,6 +418,14 @@ class _Run:
         )
         self._result(job, "done", self.reasons[job.key], seconds=seconds)
         logger.info("%s %s: done in %.1f s -> %s", self._counter(), job.input, seconds, job.output)
+
+    def _keep_item(self, job: SceneJob) -> None:
+        if self.stac is None:
+            return
+        try:
+            self.stac.kept(job)
+        except Exception as err:  # the scene stays done; its item is retried next run
+            logger.warning("%s: cannot write its STAC item: %s", job.output, err)
 
     def _part_finished(self, group: SplitGroup, event: JobFinished) -> None:
         group.finished[event.key] = event.error

@@ -37,14 +37,17 @@ _EXTENSIONS = {OutputFormat.GTIFF: ".tif", OutputFormat.COG: ".tif", OutputForma
 
 
 def output_paths(
-    scenes: Sequence[str | Path], output: str | Path, fmt: OutputFormat | None
+    scenes: Sequence[str | Path],
+    output: str | Path,
+    fmt: OutputFormat | None,
+    names: Sequence[str] | None = None,
 ) -> list[Path]:
     """Where each scene's output goes.
 
     One scene: ``output`` itself, unless it is an existing folder or ends with ``/`` (a Zarr
     store, existing or named ``.zarr``, is always ``output`` itself, never a folder). Several
     scenes: ``output`` is a folder and each scene writes ``<stem><ext>`` into it, the extension
-    following ``fmt`` (GeoTIFF by default).
+    following ``fmt`` (GeoTIFF by default); ``names`` gives the stems instead (STAC item ids).
 
     Raises:
         InputError: two scenes would write the same output.
@@ -67,7 +70,8 @@ def output_paths(
             "give a folder, e.g. -o masks/"
         )
     extension = _EXTENSIONS[fmt or OutputFormat.GTIFF]
-    paths = [Path(output) / f"{name_stem(str(scene))}{extension}" for scene in scenes]
+    stems = names if names is not None else [name_stem(str(scene)) for scene in scenes]
+    paths = [Path(output) / f"{stem}{extension}" for stem in stems]
     seen: dict[Path, str] = {}
     for scene, path in zip(scenes, paths, strict=True):
         if path in seen:
@@ -77,6 +81,17 @@ def output_paths(
             )
         seen[path] = str(scene)
     return paths
+
+
+def per_scene(
+    options: SegmentOptions | Sequence[SegmentOptions], count: int
+) -> list[SegmentOptions]:
+    """``options`` once per scene: the same for all, or as given (one per scene)."""
+    if isinstance(options, SegmentOptions):
+        return [options] * count
+    if len(options) != count:
+        raise ValueError(f"{len(options)} option sets for {count} scenes")
+    return list(options)
 
 
 @dataclass(frozen=True)
@@ -171,7 +186,7 @@ class SceneFailure:
 def preflight(
     scenes: Sequence[str | Path],
     outputs: Sequence[Path],
-    options: SegmentOptions,
+    options: SegmentOptions | Sequence[SegmentOptions],
     *,
     prompts: Sequence[Prompt],
     overwrite: bool,
@@ -184,6 +199,7 @@ def preflight(
     same check.
 
     Args:
+        options: one for all scenes, or one per scene (STAC items pick their own bands).
         preview: the quick-look PNG of a one-scene run, checked like an output (same
             ``overwrite`` rule), so that it cannot fail after the mask is written.
         max_memory: bytes the run may use (``--max-memory``); None: ``DIFFRIS_MAX_MEMORY``,
@@ -199,10 +215,12 @@ def preflight(
     if preview is not None:
         check_preview(preview, outputs, overwrite=overwrite)
     failures = []
-    for scene, output in zip(scenes, outputs, strict=True):
+    for scene, output, scene_options in zip(
+        scenes, outputs, per_scene(options, len(scenes)), strict=True
+    ):
         try:
-            grid = check_scene(scene, output, prompts, options, overwrite=overwrite)
-            check_fits_in_memory(scene, grid, len(prompts), options, budget=max_memory)
+            grid = check_scene(scene, output, prompts, scene_options, overwrite=overwrite)
+            check_fits_in_memory(scene, grid, len(prompts), scene_options, budget=max_memory)
         except DiffrisError as error:
             if len(scenes) == 1:
                 raise
@@ -271,7 +289,7 @@ def plan_run(
     scenes: Sequence[str | Path],
     outputs: Sequence[Path],
     prompts: Sequence[Prompt],
-    options: SegmentOptions,
+    options: SegmentOptions | Sequence[SegmentOptions],
     failures: Sequence[SceneFailure] = (),
 ) -> RunPlan:
     """The dry run: a :class:`ScenePlan` for each scene :func:`preflight` let through.
@@ -281,8 +299,10 @@ def plan_run(
     """
     failed = {failure.scene for failure in failures}
     plans = [
-        plan_scene(scene, output, len(prompts), options)
-        for scene, output in zip(scenes, outputs, strict=True)
+        plan_scene(scene, output, len(prompts), scene_options)
+        for scene, output, scene_options in zip(
+            scenes, outputs, per_scene(options, len(scenes)), strict=True
+        )
         if str(scene) not in failed
     ]
     return RunPlan(plans=plans, failures=list(failures))
@@ -293,16 +313,20 @@ def segment_scenes(
     outputs: Sequence[Path],
     predictor: TilePredictor,
     prompts: Sequence[Prompt],
-    options: SegmentOptions,
+    options: SegmentOptions | Sequence[SegmentOptions],
     *,
     model_id: str,
     overwrite: bool = False,
     progress_for: Callable[[str, int], ProgressFn | None] | None = None,
     failures: Sequence[SceneFailure] = (),
+    after_scene: Callable[[int, SegmentResult], None] | None = None,
 ) -> RunSummary:
     """Segment each scene into its output; a failed scene is recorded and the rest go on.
 
     Args:
+        options: one for all scenes, or one per scene.
+        after_scene: ``after_scene(index, result)`` once a scene's output is published (e.g.
+            writing its STAC item); an error there fails that scene like any other.
         progress_for: ``progress_for(scene, index)`` returns the progress callback of a scene.
         failures: scenes :func:`preflight` refused; reported, not run.
 
@@ -321,6 +345,7 @@ def segment_scenes(
     folders = {Path(o).parent for s, o in zip(scenes, outputs, strict=True) if str(s) not in failed}
     for folder in sorted(folders):
         clean_stale_partials(folder)
+    all_options = per_scene(options, len(scenes))
     for index, (scene, output) in enumerate(zip(scenes, outputs, strict=True)):
         if str(scene) in failed:
             continue
@@ -330,11 +355,13 @@ def segment_scenes(
                 output,
                 predictor,
                 prompts,
-                options,
+                all_options[index],
                 model_id=model_id,
                 overwrite=overwrite,
                 progress=progress_for(str(scene), index) if progress_for else None,
             )
+            if after_scene is not None:
+                after_scene(index, result)
         except Exception as error:
             if len(scenes) == 1:
                 raise
