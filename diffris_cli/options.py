@@ -70,7 +70,12 @@ OverlapOption = Annotated[
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
 FormatOption = Annotated[
     str | None,
-    typer.Option("--format", "-f", help="gtiff, cog or zarr (default: from the extension)."),
+    typer.Option(
+        "--format",
+        "-f",
+        help="gtiff, cog or zarr; for polygons gpkg, parquet, geojson or fgb (default: from "
+        "the extension).",
+    ),
 ]
 OutputTypeOption = Annotated[
     str, typer.Option("--output-type", help="mask (uint8 0/1, nodata 255) or prob.")
@@ -116,5 +121,38 @@ MaxMemoryOption = Annotated[
         help="Memory a scene's run may use, e.g. 48G (also DIFFRIS_MAX_MEMORY); a run whose "
         "estimate exceeds it is refused before its work. Default: the memory available now.",
         show_default=False,
+    ),
+]
+VectorFormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--vector-format",
+        help="Format of the polygons: gpkg (a layer per prompt), parquet (GeoParquet), geojson "
+        "or fgb (a 'prompt' column). Default: from the extension, else gpkg.",
+        show_default=False,
+    ),
+]
+MinAreaOption = Annotated[
+    str | None,
+    typer.Option(
+        "--min-area",
+        help="Drop polygons smaller than this: pixels (50, 50px) or square metres (50m2, for a "
+        "CRS in metres). Counts the mask pixels of the polygon, holes excluded.",
+        show_default=False,
+    ),
+]
+SimplifyOption = Annotated[
+    float,
+    typer.Option(
+        "--simplify",
+        help="Simplify the pixel outlines with this tolerance, in CRS units (topology "
+        "preserved: every polygon stays valid). 0 keeps the exact pixel edges.",
+    ),
+]
+HolesOption = Annotated[
+    bool,
+    typer.Option(
+        "--holes/--no-holes",
+        help="Keep holes in the polygons; --no-holes fills every hole that holds no nodata.",
     ),
 ]

@@ -17,12 +17,14 @@ from diffris.geo.names import name_stem
 from diffris.geo.sinks.publish import check_output, clean_stale_partials
 from diffris.geo.sinks.spec import OutputDtype, OutputFormat
 from diffris.geo.sinks.zarr import is_zarr_store
+from diffris.geo.vector.options import EXTENSION_OF, VectorFormat
 from diffris.inference.demo_grade import warn_if_demo_on_real_scenes
 from diffris.inference.memory import MemoryEstimate, check_memory, estimate_memory
 from diffris.inference.segment import (
     ProgressFn,
     SegmentOptions,
     SegmentResult,
+    VectorTarget,
     check_scene,
     open_scene,
     segment_scene,
@@ -79,6 +81,36 @@ def output_paths(
     return paths
 
 
+def vector_paths(
+    scenes: Sequence[str | Path], vector: str | Path, fmt: VectorFormat | None
+) -> list[Path]:
+    """Where each scene's polygons go: like :func:`output_paths`, for vector files.
+
+    One scene: ``vector`` itself, unless it is an existing folder or ends with ``/``. Several
+    scenes: ``vector`` is a folder and each scene writes ``<stem><ext>`` into it, the
+    extension following ``fmt`` (GeoPackage by default).
+
+    Raises:
+        InputError: a file name for several scenes, or two scenes writing the same file.
+    """
+    text = str(vector)
+    folder = len(scenes) > 1 or text.endswith(("/", "\\")) or Path(vector).is_dir()
+    if not folder:
+        return [Path(vector)]
+    if Path(vector).suffix and not Path(vector).is_dir():
+        raise InputError(
+            f"{vector} looks like a file but {len(scenes)} scenes were given; give a folder, "
+            "e.g. polygons/"
+        )
+    extension = EXTENSION_OF[fmt or VectorFormat.GPKG]
+    paths = [Path(vector) / f"{name_stem(str(scene))}{extension}" for scene in scenes]
+    if len(set(paths)) < len(paths):
+        raise InputError(
+            f"two scenes would write the same file in {vector}; rename one or run them separately"
+        )
+    return paths
+
+
 @dataclass(frozen=True)
 class ScenePlan:
     """What ``--dry-run`` reports for one scene."""
@@ -97,7 +129,7 @@ class ScenePlan:
 
 
 def plan_scene(
-    scene_path: str | Path, output: Path, prompt_count: int, options: SegmentOptions
+    scene_path: str | Path, output: Path | None, prompt_count: int, options: SegmentOptions
 ) -> ScenePlan:
     """The grid and a memory estimate for one scene, without running the model.
 
@@ -170,13 +202,14 @@ class SceneFailure:
 
 def preflight(
     scenes: Sequence[str | Path],
-    outputs: Sequence[Path],
+    outputs: Sequence[Path | None],
     options: SegmentOptions,
     *,
     prompts: Sequence[Prompt],
     overwrite: bool,
     preview: Path | None = None,
     max_memory: int | None = None,
+    vectors: Sequence[VectorTarget | None] | None = None,
 ) -> list[SceneFailure]:
     """Check every scene opens with these options, every output may be written with them
     (:func:`~diffris.inference.segment.check_scene`) and the run fits in memory, before the
@@ -188,6 +221,7 @@ def preflight(
             ``overwrite`` rule), so that it cannot fail after the mask is written.
         max_memory: bytes the run may use (``--max-memory``); None: ``DIFFRIS_MAX_MEMORY``,
             else the memory available now (see :func:`~diffris.inference.memory.check_memory`).
+        vectors: each scene's vector output (None: no polygons); ``outputs`` may then be None.
 
     Raises:
         DiffrisError: the first problem, when there is only one scene, and any problem with
@@ -197,11 +231,12 @@ def preflight(
         One failure per scene that cannot run (several scenes).
     """
     if preview is not None:
-        check_preview(preview, outputs, overwrite=overwrite)
+        check_preview(preview, [o for o in outputs if o is not None], overwrite=overwrite)
+    vectors = vectors if vectors is not None else [None] * len(scenes)
     failures = []
-    for scene, output in zip(scenes, outputs, strict=True):
+    for scene, output, vector in zip(scenes, outputs, vectors, strict=True):
         try:
-            grid = check_scene(scene, output, prompts, options, overwrite=overwrite)
+            grid = check_scene(scene, output, prompts, options, overwrite=overwrite, vector=vector)
             check_fits_in_memory(scene, grid, len(prompts), options, budget=max_memory)
         except DiffrisError as error:
             if len(scenes) == 1:
@@ -269,7 +304,7 @@ class RunPlan:
 
 def plan_run(
     scenes: Sequence[str | Path],
-    outputs: Sequence[Path],
+    outputs: Sequence[Path | None],
     prompts: Sequence[Prompt],
     options: SegmentOptions,
     failures: Sequence[SceneFailure] = (),
@@ -290,7 +325,7 @@ def plan_run(
 
 def segment_scenes(
     scenes: Sequence[str | Path],
-    outputs: Sequence[Path],
+    outputs: Sequence[Path | None],
     predictor: TilePredictor,
     prompts: Sequence[Prompt],
     options: SegmentOptions,
@@ -299,10 +334,13 @@ def segment_scenes(
     overwrite: bool = False,
     progress_for: Callable[[str, int], ProgressFn | None] | None = None,
     failures: Sequence[SceneFailure] = (),
+    vectors: Sequence[VectorTarget | None] | None = None,
 ) -> RunSummary:
     """Segment each scene into its output; a failed scene is recorded and the rest go on.
 
     Args:
+        outputs: each scene's raster output; None where it writes polygons only.
+        vectors: each scene's vector output, or None.
         progress_for: ``progress_for(scene, index)`` returns the progress callback of a scene.
         failures: scenes :func:`preflight` refused; reported, not run.
 
@@ -318,10 +356,15 @@ def segment_scenes(
         warn_if_demo_on_real_scenes(predictor.model.config.backbone, runnable)
     # Temporary outputs of killed runs (SIGKILL, a crash) of processes gone from this machine;
     # a live process's are never touched, so a concurrent run in the same folder is safe.
-    folders = {Path(o).parent for s, o in zip(scenes, outputs, strict=True) if str(s) not in failed}
+    vectors = vectors if vectors is not None else [None] * len(scenes)
+    targets = [
+        *zip(scenes, outputs, strict=True),
+        *((s, v and v.path) for s, v in zip(scenes, vectors, strict=True)),
+    ]
+    folders = {Path(o).parent for s, o in targets if o is not None and str(s) not in failed}
     for folder in sorted(folders):
         clean_stale_partials(folder)
-    for index, (scene, output) in enumerate(zip(scenes, outputs, strict=True)):
+    for index, (scene, output, vector) in enumerate(zip(scenes, outputs, vectors, strict=True)):
         if str(scene) in failed:
             continue
         try:
@@ -334,6 +377,7 @@ def segment_scenes(
                 model_id=model_id,
                 overwrite=overwrite,
                 progress=progress_for(str(scene), index) if progress_for else None,
+                vector=vector,
             )
         except Exception as error:
             if len(scenes) == 1:
