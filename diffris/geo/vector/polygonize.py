@@ -20,7 +20,6 @@ of every nodata region of a band is kept while it lies in the bounding box of an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,7 +75,7 @@ class StreamingPolygonizer:
         width: scene width in pixels.
         holes: keep holes (True) or fill those that hold no nodata (False).
 
-    Feed bands with :meth:`add` (which yields the polygons finished by that band), then call
+    Feed bands with :meth:`add` (which returns the polygons finished by that band), then call
     :meth:`close` for the rest. Not thread-safe.
     """
 
@@ -97,8 +96,8 @@ class StreamingPolygonizer:
 
     def add(
         self, row_off: int, mask: np.ndarray, prob: np.ndarray, valid: np.ndarray
-    ) -> Iterator[MaskPolygon]:
-        """Take the next band; yield the polygons it finishes.
+    ) -> list[MaskPolygon]:
+        """Take the next band; return the polygons it finishes.
 
         Args:
             row_off: scene row of the band's first row; the row after the previous band's.
@@ -141,15 +140,16 @@ class StreamingPolygonizer:
         self.peak_open = max(self.peak_open, len(still_open))
         if not self.holes:
             self._keep_nodata_points(row_off, valid, [*still_open, *finished])
-        yield from (self._finish(p) for p in finished)
+        done = [self._finish(p) for p in finished]
         if not self.holes:
             self._keep_nodata_points(None, None, still_open)
+        return done
 
-    def close(self) -> Iterator[MaskPolygon]:
-        """Yield the polygons still open (they end on the scene's last row)."""
+    def close(self) -> list[MaskPolygon]:
+        """Return the polygons still open (they end on the scene's last row)."""
         finished, self._open = self._open, []
         self._last[:] = 0
-        yield from (self._finish(p) for p in finished)
+        return [self._finish(p) for p in finished]
 
     def _finish(self, polygon: MaskPolygon) -> MaskPolygon:
         if self.holes or not polygon.geometry.interiors:
