@@ -158,6 +158,13 @@ def segment(
     prompts = gather_prompts(text, prompts_file)
     polygon_options = vector_options(min_area=min_area, simplify=simplify, holes=holes)
     polygons_only = is_vector_output(output, output_format)
+    if output_format and not polygons_only:
+        from diffris.geo.sinks.spec import OutputFormat
+        from diffris.geo.vector.options import VectorFormat
+
+        known = [f.value for f in OutputFormat] + [f.value for f in VectorFormat]
+        if output_format.lower() not in known:
+            raise InputError(f"--format {output_format!r} is not one of: {', '.join(known)}")
     options = segment_options(
         tile=tile,
         overlap=overlap,

@@ -75,6 +75,7 @@ def test_raster_and_polygons_in_one_run_agree(tmp_path, scene):
         ),
         (["--vector", "q.shp"], "m.tif", "cannot tell the vector format"),
         (["--format", "gpkg", "--preview", "x.png"], "p.out", "--preview draws the raster"),
+        (["--format", "shp"], "p.shp", "--format 'shp' is not one of: gtiff, cog, zarr, gpkg"),
     ],
 )
 def test_bad_polygon_options_are_one_line(tmp_path, scene, extra, output, expected):
