@@ -166,3 +166,16 @@ def test_square_metres_without_a_metric_crs_and_unknown_formats_are_refused(tmp_
     with pytest.raises(InputError, match="--format 'kml' is not a vector format"):
         VectorSink(tmp_path / "a.gpkg", _spec(), VectorOptions(), model_id="m", format="kml")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_scene_georeferenced_by_gcps_only_is_refused_for_polygons(tmp_path):
+    from rasterio.control import GroundControlPoint
+
+    gcps = ([GroundControlPoint(0, 0, 400000.0, 5000000.0)], CRS_UTM)
+    spec = OutputSpec(
+        width=WIDTH, height=HEIGHT, crs=None, transform=Affine.identity(), prompts=[("a", "a")],
+        gcps=gcps,
+    )  # fmt: skip
+    with pytest.raises(InputError, match="GCPs only.*gdalwarp"):
+        VectorSink(tmp_path / "a.gpkg", spec, VectorOptions(), model_id="m")
+    assert list(tmp_path.iterdir()) == []
