@@ -22,12 +22,12 @@ from diffris_cli.options import (
     DeviceOption,
     DtypeOption,
     FormatOption,
-    HolesOption,
     JsonOption,
     MaxMemoryOption,
     MinAreaOption,
     ModelOption,
     NodataOption,
+    NoHolesOption,
     OutputTypeOption,
     OverlapOption,
     PrecisionOption,
@@ -178,7 +178,7 @@ def archive(
     ] = None,
     min_area: MinAreaOption = None,
     simplify: SimplifyOption = 0.0,
-    holes: HolesOption = True,
+    no_holes: NoHolesOption = False,
     log_file: Annotated[
         Path | None, typer.Option("--log-file", help="Also append log lines to this file.")
     ] = None,
@@ -230,8 +230,8 @@ def archive(
         creation_options=creation_options,
     )
     polygon_format = vector_format(vector_format_name, "--vector-format")
-    polygon_options = vector_options(min_area=min_area, simplify=simplify, holes=holes)
-    if polygon_format is None and (min_area is not None or simplify or not holes):
+    polygon_options = vector_options(min_area=min_area, simplify=simplify, holes=not no_holes)
+    if polygon_format is None and (min_area is not None or simplify or no_holes):
         raise InputError(
             "--min-area, --simplify and --no-holes apply to polygons; add --vector-format gpkg"
         )

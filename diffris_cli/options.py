@@ -149,10 +149,12 @@ SimplifyOption = Annotated[
         "preserved: every polygon stays valid). 0 keeps the exact pixel edges.",
     ),
 ]
-HolesOption = Annotated[
+# One flag, not --holes/--no-holes: a secondary name widens every command's help table.
+NoHolesOption = Annotated[
     bool,
     typer.Option(
-        "--holes/--no-holes",
-        help="Keep holes in the polygons; --no-holes fills every hole that holds no nodata.",
+        "--no-holes",
+        help="Fill the polygons' holes (every hole that holds no nodata); holes are kept "
+        "by default.",
     ),
 ]

@@ -19,12 +19,12 @@ from diffris_cli.options import (
     DeviceOption,
     DtypeOption,
     FormatOption,
-    HolesOption,
     JsonOption,
     MaxMemoryOption,
     MinAreaOption,
     ModelOption,
     NodataOption,
+    NoHolesOption,
     OutputTypeOption,
     OverlapOption,
     OverwriteOption,
@@ -132,7 +132,7 @@ def segment(
     vector_format_name: VectorFormatOption = None,
     min_area: MinAreaOption = None,
     simplify: SimplifyOption = 0.0,
-    holes: HolesOption = True,
+    no_holes: NoHolesOption = False,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -156,7 +156,7 @@ def segment(
     folders = parse_pretrained(pretrained)
     budget = parse_size(max_memory) if max_memory is not None else None
     prompts = gather_prompts(text, prompts_file)
-    polygon_options = vector_options(min_area=min_area, simplify=simplify, holes=holes)
+    polygon_options = vector_options(min_area=min_area, simplify=simplify, holes=not no_holes)
     polygons_only = is_vector_output(output, output_format)
     if output_format and not polygons_only:
         from diffris.geo.sinks.spec import OutputFormat
@@ -186,7 +186,7 @@ def segment(
         vector=vector,
         vector_format_name=output_format if polygons_only else vector_format_name,
         polygon_options=polygon_options,
-        asked={"--min-area": min_area, "--simplify": simplify or None, "--no-holes": not holes},
+        asked={"--min-area": min_area, "--simplify": simplify or None, "--no-holes": no_holes},
     )
     if preview and len(scenes) > 1:
         raise InputError("--preview works with one scene; run scenes separately for previews")
