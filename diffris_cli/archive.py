@@ -25,19 +25,22 @@ from diffris_cli.options import (
     FormatOption,
     JsonOption,
     MaxMemoryOption,
+    MinAreaOption,
     ModelOption,
     NodataOption,
+    NoHolesOption,
     OutputTypeOption,
     OverlapOption,
     PrecisionOption,
     PretrainedOption,
     QuietOption,
+    SimplifyOption,
     StacOption,
     StretchOption,
     ThresholdOption,
     TileOption,
 )
-from diffris_cli.parsing import parse_enum, segment_options
+from diffris_cli.parsing import parse_enum, segment_options, vector_format, vector_options
 
 if TYPE_CHECKING:  # the library is imported inside the command: --help answers at once
     from diffris.archive.runner import ArchiveReport
@@ -168,6 +171,18 @@ def archive(
     creation_options: CreationOption = None,
     asset: AssetOption = None,
     stac: StacOption = False,
+    vector_format_name: Annotated[
+        str | None,
+        typer.Option(
+            "--vector-format",
+            help="Also write each scene's polygons beside its raster: gpkg (a layer per prompt) "
+            "or parquet (GeoParquet, a 'prompt' column); recorded in the ledger with the raster.",
+            show_default=False,
+        ),
+    ] = None,
+    min_area: MinAreaOption = None,
+    simplify: SimplifyOption = 0.0,
+    no_holes: NoHolesOption = False,
     log_file: Annotated[
         Path | None, typer.Option("--log-file", help="Also append log lines to this file.")
     ] = None,
@@ -220,6 +235,17 @@ def archive(
         stretch=stretch,
         creation_options=creation_options,
     )
+    polygon_format = vector_format(vector_format_name, "--vector-format")
+    polygon_options = vector_options(min_area=min_area, simplify=simplify, holes=not no_holes)
+    if polygon_format is None and (min_area is not None or simplify or no_holes):
+        raise InputError(
+            "--min-area, --simplify and --no-holes apply to polygons; add --vector-format gpkg"
+        )
+    if polygon_format is not None and split_rows is not None:
+        raise InputError(
+            "--vector-format and --split-rows do not go together: polygons are joined across "
+            "a whole scene; drop --split-rows"
+        )
     budget = parse_size(max_memory) if max_memory is not None else None
     # the heavy part (torch, dask) only once the flags are known to be good
     from diffris.archive.processor import SegmentProcessor
@@ -250,7 +276,9 @@ def archive(
             model=processor.model,
             model_id=model_identity(processor.model),
             prompts=prompts,
-            options=processor.job_options(options),
+            options=processor.job_options(
+                options, vector_format=polygon_format, vector_options=polygon_options
+            ),
             suffix=suffix,
             backend=_backend(workers, gpus, scheduler, threads, device),
             retries=retries,

@@ -71,7 +71,12 @@ OverlapOption = Annotated[
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
 FormatOption = Annotated[
     str | None,
-    typer.Option("--format", "-f", help="gtiff, cog or zarr (default: from the extension)."),
+    typer.Option(
+        "--format",
+        "-f",
+        help="gtiff, cog or zarr; for polygons gpkg, parquet, geojson or fgb (default: from "
+        "the extension).",
+    ),
 ]
 OutputTypeOption = Annotated[
     str, typer.Option("--output-type", help="mask (uint8 0/1, nodata 255) or prob.")
@@ -134,5 +139,40 @@ StacOption = Annotated[
         "--stac",
         help="Write a STAC Item beside each output (<name>.stac.json: WGS84 footprint, proj, "
         "raster:bands, checksum, model).",
+    ),
+]
+VectorFormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--vector-format",
+        help="Format of the polygons: gpkg (a layer per prompt), parquet (GeoParquet), geojson "
+        "or fgb (a 'prompt' column). Default: from the extension, else gpkg.",
+        show_default=False,
+    ),
+]
+MinAreaOption = Annotated[
+    str | None,
+    typer.Option(
+        "--min-area",
+        help="Drop polygons smaller than this: pixels (50, 50px) or square metres (50m2, for a "
+        "CRS in metres). Counts the mask pixels of the polygon, holes excluded.",
+        show_default=False,
+    ),
+]
+SimplifyOption = Annotated[
+    float,
+    typer.Option(
+        "--simplify",
+        help="Simplify the pixel outlines with this tolerance, in CRS units (topology "
+        "preserved: every polygon stays valid). 0 keeps the exact pixel edges.",
+    ),
+]
+# One flag, not --holes/--no-holes: a secondary name widens every command's help table.
+NoHolesOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-holes",
+        help="Fill the polygons' holes (every hole that holds no nodata); holes are kept "
+        "by default.",
     ),
 ]

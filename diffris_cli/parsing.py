@@ -68,3 +68,19 @@ def segment_options(
         stretch=parse_numbers(stretch, "--stretch", count=(2,)),
         creation_options=tuple(creation_options or ()),
     )
+
+
+def vector_options(*, min_area: str | None, simplify: float, holes: bool):  # type: ignore[no-untyped-def]
+    """The :class:`~diffris.geo.vector.options.VectorOptions` the polygon flags describe."""
+    from diffris.geo.vector.options import VectorOptions, parse_min_area
+
+    area, unit = parse_min_area(min_area) if min_area is not None else (0.0, None)
+    values = {"min_area": area, "simplify": simplify, "holes": holes}
+    return VectorOptions(**values, **({"min_area_unit": unit} if unit else {}))
+
+
+def vector_format(value: str | None, flag: str):  # type: ignore[no-untyped-def]
+    """``--vector-format`` as a :class:`~diffris.geo.vector.options.VectorFormat`, or None."""
+    from diffris.geo.vector.options import VectorFormat
+
+    return parse_enum(VectorFormat, value, flag) if value else None

@@ -22,8 +22,10 @@ from diffris_cli.options import (
     FormatOption,
     JsonOption,
     MaxMemoryOption,
+    MinAreaOption,
     ModelOption,
     NodataOption,
+    NoHolesOption,
     OutputTypeOption,
     OverlapOption,
     OverwriteOption,
@@ -31,16 +33,19 @@ from diffris_cli.options import (
     PretrainedOption,
     PromptsFileOption,
     QuietOption,
+    SimplifyOption,
     StacOption,
     StretchOption,
     ThresholdOption,
     TileOption,
+    VectorFormatOption,
 )
-from diffris_cli.parsing import parse_enum, segment_options
+from diffris_cli.parsing import parse_enum, segment_options, vector_format, vector_options
 
 if TYPE_CHECKING:  # the library is imported inside the command: --help answers at once
     from diffris.data.prompts import Prompt
     from diffris.inference.run import RunPlan, RunSummary
+    from diffris.inference.segment import SegmentOptions, VectorTarget
 
 log = logging.getLogger("diffris.cli")
 
@@ -74,7 +79,13 @@ def segment(
         ),
     ],
     output: Annotated[  # a str: a Path would drop the trailing "/" that says "a folder"
-        str, typer.Option("--output", "-o", help="Output file, or a folder for several scenes.")
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file, or a folder for several scenes: a raster (.tif, .cog.tif, "
+            ".zarr) or polygons (.gpkg, .parquet, .geojson, .fgb).",
+        ),
     ],
     text: Annotated[
         list[str] | None, typer.Option("--text", "-t", help="A description; repeat for several.")
@@ -113,27 +124,54 @@ def segment(
         ),
     ] = None,
     max_memory: MaxMemoryOption = None,
+    vector: Annotated[
+        str | None,
+        typer.Option(
+            "--vector",
+            help="Also write the masks' polygons here (.gpkg, .parquet, .geojson, .fgb; a "
+            "folder for several scenes), from the same probabilities as the raster.",
+            show_default=False,
+        ),
+    ] = None,
+    vector_format_name: VectorFormatOption = None,
+    min_area: MinAreaOption = None,
+    simplify: SimplifyOption = 0.0,
+    no_holes: NoHolesOption = False,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Segment scenes from natural-language descriptions into georeferenced masks.
+    """Segment scenes from natural-language descriptions into georeferenced masks or polygons.
 
     Examples:
 
       diffris segment scene.tif --text "buildings near the highway" -o buildings.tif --model runs/best
 
+      diffris segment scene.tif --prompts prompts.yaml -o buildings.gpkg --min-area 20 --model runs/best
+
+      diffris segment scene.tif --prompts prompts.yaml -o masks.tif --vector buildings.gpkg
+
       diffris segment a.tif b.tif --prompts prompts.yaml -o masks/ --format cog
 
       diffris segment catalog.json --prompts prompts.yaml -o masks/ --stac
     """
+    from diffris.geo.vector.options import is_vector_output
     from diffris.inference.memory import parse_size
-    from diffris.inference.run import output_paths, plan_run, preflight
+    from diffris.inference.run import plan_run, preflight
     from diffris.models.names import check_pretrained_form, parse_pretrained
     from diffris.stac.scenes import resolve_scenes
 
     folders = parse_pretrained(pretrained)
     budget = parse_size(max_memory) if max_memory is not None else None
     prompts = gather_prompts(text, prompts_file)
+    polygon_options = vector_options(min_area=min_area, simplify=simplify, holes=not no_holes)
+    polygons_only = is_vector_output(output, output_format)
+    if output_format and not polygons_only:
+        from diffris.geo.sinks.spec import OutputFormat
+        from diffris.geo.vector.options import VectorFormat
+
+        known = [f.value for f in OutputFormat] + [f.value for f in VectorFormat]
+        if output_format.lower() not in known:
+            raise InputError(f"--format {output_format!r} is not one of: {', '.join(known)}")
     options = segment_options(
         tile=tile,
         overlap=overlap,
@@ -141,7 +179,7 @@ def segment(
         threshold=threshold,
         output_type=output_type,
         dtype=dtype,
-        output_format=output_format,
+        output_format=None if polygons_only else output_format,
         bands=bands,
         nodata=nodata,
         stretch=stretch,
@@ -150,15 +188,31 @@ def segment(
     resolved = resolve_scenes(scenes, asset=asset)
     scenes = resolved.sources
     per_scene = resolved.options(options)
-    outputs = output_paths(scenes, output, options.format, names=resolved.names)
+    outputs, vectors = _targets(
+        scenes,
+        output,
+        options,
+        names=resolved.names,
+        polygons_only=polygons_only,
+        vector=vector,
+        vector_format_name=output_format if polygons_only else vector_format_name,
+        polygon_options=polygon_options,
+        asked={"--min-area": min_area, "--simplify": simplify or None, "--no-holes": no_holes},
+    )
     if stac:
         from diffris.stac.items import check_stac_outputs
 
+        if polygons_only:
+            raise InputError(
+                "--stac describes raster outputs; add one (-o masks.tif --vector polygons.gpkg)"
+            )
         check_stac_outputs(
             outputs, zarr=options.format is not None and options.format.value == "zarr"
         )
     if preview and len(scenes) > 1:
         raise InputError("--preview works with one scene; run scenes separately for previews")
+    if preview and polygons_only:
+        raise InputError("--preview draws the raster masks; add a raster output (-o masks.tif)")
     # The dry run and the run share this preflight: a dry run passes only what the run accepts.
     failures = preflight(
         scenes,
@@ -168,6 +222,7 @@ def segment(
         overwrite=overwrite,
         preview=preview,
         max_memory=budget,
+        vectors=vectors,
     )
     if len(failures) == len(scenes):
         for failure in failures:
@@ -180,7 +235,8 @@ def segment(
         )
     check_pretrained_form(model, folders)
     if dry_run:
-        plan = plan_run(scenes, outputs, prompts, per_scene, failures)
+        shown = [o or v.path for o, v in zip(outputs, vectors, strict=True) if o or v]
+        plan = plan_run(scenes, shown, prompts, per_scene, failures)
         _print_plan(plan, as_json=as_json)
         if plan.exit_code:
             raise typer.Exit(plan.exit_code)
@@ -211,8 +267,9 @@ def segment(
             progress_for=lambda scene, index: progress_for(Path(scene).name, 0),
             failures=failures,
             after_scene=resolved.item_writer(prompts, model_id) if stac else None,
+            vectors=vectors,
         )
-    if preview and summary.results:
+    if preview and summary.results and outputs[0] is not None:
         with open_scene(scenes[0], per_scene[0]) as opened:
             write_preview(
                 opened, outputs[0], prompts, preview, threshold=threshold, overwrite=overwrite
@@ -223,6 +280,46 @@ def segment(
         _print_summary(summary)
     if summary.exit_code:
         raise typer.Exit(summary.exit_code)
+
+
+def _targets(
+    scenes: list[str],
+    output: str,
+    options: SegmentOptions,
+    *,
+    names: list[str] | None,
+    polygons_only: bool,
+    vector: str | None,
+    vector_format_name: str | None,
+    polygon_options: object,
+    asked: dict[str, object],
+) -> tuple[list[Path | None], list[VectorTarget | None]]:
+    """Each scene's raster output (None: polygons only) and vector output (None: none)."""
+    from diffris.inference.run import output_paths, vector_paths
+    from diffris.inference.segment import VectorTarget
+
+    if polygons_only and vector is not None:
+        raise InputError(
+            f"-o {output} already writes polygons; for a raster and polygons give "
+            f"-o masks.tif --vector {vector}"
+        )
+    target = output if polygons_only else vector
+    if target is None:
+        for flag, value in asked.items():
+            if value:
+                raise InputError(
+                    f"{flag} applies to polygons; add --vector buildings.gpkg or write "
+                    "-o buildings.gpkg"
+                )
+        return list(output_paths(scenes, output, options.format, names)), [None] * len(scenes)
+    fmt = vector_format(vector_format_name, "--format" if polygons_only else "--vector-format")
+    vectors: list[VectorTarget | None] = [
+        VectorTarget(path, polygon_options, fmt)  # type: ignore[arg-type]
+        for path in vector_paths(scenes, target, fmt, names)
+    ]
+    if polygons_only:
+        return [None] * len(scenes), vectors
+    return list(output_paths(scenes, output, options.format, names)), vectors
 
 
 def _print_plan(plan: RunPlan, *, as_json: bool) -> None:
@@ -255,9 +352,12 @@ def _print_summary(summary: RunSummary) -> None:
     for column in ("scene", "output", "tiles", "skipped", "seconds", "peak MiB"):
         table.add_column(column)
     for r in summary.results:
+        written = r.output if r.vector in (None, r.output) else f"{r.output} + {r.vector}"
+        if r.polygons is not None:
+            written += f" ({r.polygons} polygons)"
         table.add_row(
             Path(r.scene).name,
-            r.output,
+            written,
             str(r.tiles),
             str(r.skipped_tiles),
             f"{r.seconds:.1f}",

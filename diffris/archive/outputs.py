@@ -15,10 +15,17 @@ On a later run a done row is trusted only if its output is still that output:
 
 A deleted output, a symlink or folder in its place, a file of another job or tool, or an
 unreadable file all reprocess.
+
+With ``--vector-format`` a job also writes its polygons beside the raster
+(:func:`vector_output`: the raster's name with ``.gpkg`` or ``.parquet``). The ledger's one
+fingerprint then covers both files (sizes summed, the newest mtime, one checksum over both
+checksums), so a deleted, touched-and-changed or truncated vector file reprocesses its scene
+like a damaged raster does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 from dataclasses import dataclass
@@ -28,15 +35,18 @@ from diffris.archive.fingerprint import (
     OutputFingerprint,
     OutputKindError,
     checksum_output,
-    fingerprint_output,
     stat_output,
 )
 from diffris.archive.jobs import JOB_TAG, SceneJob
 
 __all__ = [
+    "VECTOR_FORMAT_OPTION",
+    "VECTOR_OPTIONS_OPTION",
     "OutputCheck",
     "check_done_output",
+    "fingerprint_job",
     "is_store",
+    "vector_output",
     "read_fully",
     "read_job_tag",
     "verify_output",
@@ -57,6 +67,44 @@ class OutputCheck:
 
 
 logger = logging.getLogger(__name__)
+
+#: Job option naming the vector format written beside the raster (absent: no polygons).
+VECTOR_FORMAT_OPTION = "vector_format"
+#: Job option holding :class:`~diffris.geo.vector.options.VectorOptions` as a dict.
+VECTOR_OPTIONS_OPTION = "vector_options"
+_VECTOR_SUFFIX = {"gpkg": ".gpkg", "parquet": ".parquet"}
+
+
+def vector_output(job: SceneJob) -> Path | None:
+    """Where the job's polygons go (beside its raster), or None when it writes none."""
+    fmt = job.options.get(VECTOR_FORMAT_OPTION)
+    if not fmt:
+        return None
+    return Path(job.output).with_suffix(_VECTOR_SUFFIX[str(fmt)])
+
+
+def _stat_job(job: SceneJob) -> OutputFingerprint:
+    first = stat_output(job.output, store=is_store(job))
+    vector = vector_output(job)
+    if vector is None:
+        return first
+    second = stat_output(vector, store=False)
+    return OutputFingerprint(first.size + second.size, max(first.mtime_ns, second.mtime_ns))
+
+
+def _checksum_job(job: SceneJob) -> str:
+    checksum = checksum_output(job.output, store=is_store(job))
+    vector = vector_output(job)
+    if vector is None:
+        return checksum
+    both = f"{checksum}:{checksum_output(vector, store=False)}"
+    return hashlib.blake2b(both.encode(), digest_size=20).hexdigest()
+
+
+def fingerprint_job(job: SceneJob) -> OutputFingerprint:
+    """What the ledger records of a published job: its raster, and its polygons if any."""
+    cheap = _stat_job(job)
+    return OutputFingerprint(cheap.size, cheap.mtime_ns, _checksum_job(job))
 
 
 def read_job_tag(path: str | Path) -> str | None:
@@ -90,6 +138,9 @@ def verify_output(job: SceneJob) -> str | None:
         return f"output has no {JOB_TAG} tag (unreadable or not written by this archive)"
     if tag != job.digest:
         return f"output was written for another job ({JOB_TAG}={tag})"
+    vector = vector_output(job)
+    if vector is not None and not vector.is_file():
+        return f"polygons {vector.name} missing"
     return None
 
 
@@ -110,15 +161,18 @@ def check_done_output(
     """
     store = is_store(job)
     try:
-        now = stat_output(job.output, store=store)
+        now = _stat_job(job)
         if recorded is None or recorded.checksum is None:
             problem = verify_output(job) or read_fully(job.output, store=store)
+            vector = vector_output(job)
+            if problem is None and vector is not None:
+                problem = _read_vector(vector)
             if problem is not None:
                 return OutputCheck(problem)
-            return OutputCheck(None, fingerprint_output(job.output, store=store))
+            return OutputCheck(None, fingerprint_job(job))
         if recorded.same_stat(now) and not verify:
             return OutputCheck(None)
-        checksum = checksum_output(job.output, store=store)
+        checksum = _checksum_job(job)
     except FileNotFoundError:
         return OutputCheck("output missing")
     except OutputKindError as err:
@@ -144,6 +198,24 @@ def read_fully(path: str | Path, *, store: bool) -> str | None:
     except Exception as err:  # any reader error means "not a usable output"
         logger.debug("cannot read %s fully: %s", path, err)
         return f"output is damaged ({type(err).__name__}: {_first_line(err)})"
+    return None
+
+
+def _read_vector(path: Path) -> str | None:
+    """None when every layer of the polygons file reads, else what failed."""
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            pq.read_table(path)
+        else:
+            import pyogrio
+            from pyogrio.raw import read
+
+            for layer, _ in pyogrio.list_layers(path):
+                read(path, layer=layer)
+    except Exception as err:  # any reader error means "not a usable output"
+        return f"polygons {path.name} are damaged ({type(err).__name__}: {_first_line(err)})"
     return None
 
 

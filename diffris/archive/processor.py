@@ -14,15 +14,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from diffris.archive.jobs import SceneJob, SceneOutcome
+from diffris.archive.outputs import VECTOR_FORMAT_OPTION, VECTOR_OPTIONS_OPTION, vector_output
 from diffris.data.prompts import Prompt, prompt_set_hash
 from diffris.devices import Precision
 from diffris.errors import InputError
+from diffris.geo.vector.options import VectorFormat, VectorOptions
+
+#: The vector formats an archive writes beside its rasters (``--vector-format``).
+ARCHIVE_VECTOR_FORMATS = (VectorFormat.GPKG, VectorFormat.PARQUET)
 
 if TYPE_CHECKING:
     from diffris.inference.predictor import TilePredictor
     from diffris.inference.segment import SegmentOptions
 
-__all__ = ["SegmentProcessor", "segment_options"]
+__all__ = ["ARCHIVE_VECTOR_FORMATS", "SegmentProcessor", "segment_options"]
 
 _PRECISION_KEY = "precision"
 
@@ -67,9 +72,30 @@ class SegmentProcessor:
         self.model = model_spec(self.model)
         self.pretrained = absolute_pretrained(self.pretrained)  # type: ignore[assignment]
 
-    def job_options(self, options: SegmentOptions) -> dict[str, Any]:
-        """The options to give :func:`~diffris.archive.jobs.make_jobs`: ``options`` + precision."""
-        return {**options.to_dict(), _PRECISION_KEY: self.precision.value}
+    def job_options(
+        self,
+        options: SegmentOptions,
+        *,
+        vector_format: VectorFormat | None = None,
+        vector_options: VectorOptions | None = None,
+    ) -> dict[str, Any]:
+        """The options to give :func:`~diffris.archive.jobs.make_jobs`: ``options`` + precision,
+        and the polygons' format and options when each scene also writes polygons (so that
+        changing them reprocesses).
+
+        Raises:
+            InputError: a vector format the archive does not write (gpkg, parquet only).
+        """
+        values = {**options.to_dict(), _PRECISION_KEY: self.precision.value}
+        if vector_format is not None:
+            if vector_format not in ARCHIVE_VECTOR_FORMATS:
+                valid = ", ".join(f.value for f in ARCHIVE_VECTOR_FORMATS)
+                raise InputError(
+                    f"--vector-format {vector_format.value}: the archive writes {valid}"
+                )
+            values[VECTOR_FORMAT_OPTION] = vector_format.value
+            values[VECTOR_OPTIONS_OPTION] = (vector_options or VectorOptions()).to_dict()
+        return values
 
     def setup(self, device: str | None) -> None:
         """Load the model and encode the prompts on ``device`` (None: ``auto``)."""
@@ -98,7 +124,7 @@ class SegmentProcessor:
         """
         from diffris.geo.grid import Grid
         from diffris.inference.run import check_fits_in_memory
-        from diffris.inference.segment import open_scene, segment_scene
+        from diffris.inference.segment import VectorTarget, open_scene, segment_scene
 
         if job.prompt_hash != prompt_set_hash(list(self.prompts)):
             raise InputError(f"{job.input}: the job was planned for another prompt set")
@@ -108,6 +134,17 @@ class SegmentProcessor:
         with open_scene(job.input, options) as scene:
             grid = Grid(scene.width, scene.height, tile=options.tile, overlap=options.overlap)
         check_fits_in_memory(job.input, grid, len(job.prompts), options, budget=self.max_memory)
+        vector = None
+        if (path := vector_output(job)) is not None:
+            if job.rows is not None:
+                raise InputError(
+                    f"{job.input}: polygons are not written by split parts; drop --split-rows"
+                )
+            vector = VectorTarget(
+                path,
+                VectorOptions.from_dict(dict(job.options[VECTOR_OPTIONS_OPTION])),
+                VectorFormat(job.options[VECTOR_FORMAT_OPTION]),
+            )
         if self._predictor is None:
             self.setup(None)
         assert self._predictor is not None
@@ -121,6 +158,7 @@ class SegmentProcessor:
             overwrite=True,
             extra_tags=job.tags,
             rows=job.rows,
+            vector=vector,
         )
         return SceneOutcome(
             output=result.output,
@@ -129,6 +167,7 @@ class SegmentProcessor:
             details={
                 "skipped_tiles": result.skipped_tiles,
                 "peak_memory_mib": result.peak_memory_mib,
+                **({"vector": result.vector, "polygons": result.polygons} if vector else {}),
             },
         )
 

@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from diffris.archive.backends import Backend, InlineBackend, JobFinished, JobStarted
-from diffris.archive.fingerprint import OutputFingerprint, fingerprint_output
+from diffris.archive.fingerprint import OutputFingerprint
 from diffris.archive.inputs import discover_scenes
 from diffris.archive.jobs import SceneJob, SceneProcessor, make_jobs
 from diffris.archive.ledger import Action, Ledger
 from diffris.archive.lock import OutputLock
-from diffris.archive.outputs import check_done_output, is_store, verify_output
+from diffris.archive.outputs import check_done_output, fingerprint_job, is_store, verify_output
 from diffris.archive.split import (
     SplitGroup,
     clean_parts,
@@ -395,7 +395,7 @@ class _Run:
             error = f"the processor reported success but {problem}"
         if error is None:
             try:
-                published = fingerprint_output(job.output, store=is_store(job))
+                published = fingerprint_job(job)
             except (OSError, ValueError) as err:
                 error = f"the output cannot be read back: {err}"
         if error is None and self.stac is not None:

@@ -17,12 +17,14 @@ from diffris.geo.names import name_stem
 from diffris.geo.sinks.publish import check_output, clean_stale_partials
 from diffris.geo.sinks.spec import OutputDtype, OutputFormat
 from diffris.geo.sinks.zarr import is_zarr_store
+from diffris.geo.vector.options import EXTENSION_OF, VectorFormat
 from diffris.inference.demo_grade import warn_if_demo_on_real_scenes
 from diffris.inference.memory import MemoryEstimate, check_memory, estimate_memory
 from diffris.inference.segment import (
     ProgressFn,
     SegmentOptions,
     SegmentResult,
+    VectorTarget,
     check_scene,
     open_scene,
     segment_scene,
@@ -94,6 +96,41 @@ def per_scene(
     return list(options)
 
 
+def vector_paths(
+    scenes: Sequence[str | Path],
+    vector: str | Path,
+    fmt: VectorFormat | None,
+    names: Sequence[str] | None = None,
+) -> list[Path]:
+    """Where each scene's polygons go: like :func:`output_paths`, for vector files.
+
+    One scene: ``vector`` itself, unless it is an existing folder or ends with ``/``. Several
+    scenes: ``vector`` is a folder and each scene writes ``<stem><ext>`` into it, the
+    extension following ``fmt`` (GeoPackage by default); ``names`` gives the stems instead (STAC
+    item ids).
+
+    Raises:
+        InputError: a file name for several scenes, or two scenes writing the same file.
+    """
+    text = str(vector)
+    folder = len(scenes) > 1 or text.endswith(("/", "\\")) or Path(vector).is_dir()
+    if not folder:
+        return [Path(vector)]
+    if Path(vector).suffix and not Path(vector).is_dir():
+        raise InputError(
+            f"{vector} looks like a file but {len(scenes)} scenes were given; give a folder, "
+            "e.g. polygons/"
+        )
+    extension = EXTENSION_OF[fmt or VectorFormat.GPKG]
+    stems = names if names is not None else [name_stem(str(scene)) for scene in scenes]
+    paths = [Path(vector) / f"{stem}{extension}" for stem in stems]
+    if len(set(paths)) < len(paths):
+        raise InputError(
+            f"two scenes would write the same file in {vector}; rename one or run them separately"
+        )
+    return paths
+
+
 @dataclass(frozen=True)
 class ScenePlan:
     """What ``--dry-run`` reports for one scene."""
@@ -112,7 +149,7 @@ class ScenePlan:
 
 
 def plan_scene(
-    scene_path: str | Path, output: Path, prompt_count: int, options: SegmentOptions
+    scene_path: str | Path, output: Path | None, prompt_count: int, options: SegmentOptions
 ) -> ScenePlan:
     """The grid and a memory estimate for one scene, without running the model.
 
@@ -185,13 +222,14 @@ class SceneFailure:
 
 def preflight(
     scenes: Sequence[str | Path],
-    outputs: Sequence[Path],
+    outputs: Sequence[Path | None],
     options: SegmentOptions | Sequence[SegmentOptions],
     *,
     prompts: Sequence[Prompt],
     overwrite: bool,
     preview: Path | None = None,
     max_memory: int | None = None,
+    vectors: Sequence[VectorTarget | None] | None = None,
 ) -> list[SceneFailure]:
     """Check every scene opens with these options, every output may be written with them
     (:func:`~diffris.inference.segment.check_scene`) and the run fits in memory, before the
@@ -204,6 +242,7 @@ def preflight(
             ``overwrite`` rule), so that it cannot fail after the mask is written.
         max_memory: bytes the run may use (``--max-memory``); None: ``DIFFRIS_MAX_MEMORY``,
             else the memory available now (see :func:`~diffris.inference.memory.check_memory`).
+        vectors: each scene's vector output (None: no polygons); ``outputs`` may then be None.
 
     Raises:
         DiffrisError: the first problem, when there is only one scene, and any problem with
@@ -213,13 +252,16 @@ def preflight(
         One failure per scene that cannot run (several scenes).
     """
     if preview is not None:
-        check_preview(preview, outputs, overwrite=overwrite)
+        check_preview(preview, [o for o in outputs if o is not None], overwrite=overwrite)
+    vectors = vectors if vectors is not None else [None] * len(scenes)
     failures = []
-    for scene, output, scene_options in zip(
-        scenes, outputs, per_scene(options, len(scenes)), strict=True
+    for scene, output, scene_options, vector in zip(
+        scenes, outputs, per_scene(options, len(scenes)), vectors, strict=True
     ):
         try:
-            grid = check_scene(scene, output, prompts, scene_options, overwrite=overwrite)
+            grid = check_scene(
+                scene, output, prompts, scene_options, overwrite=overwrite, vector=vector
+            )
             check_fits_in_memory(scene, grid, len(prompts), scene_options, budget=max_memory)
         except DiffrisError as error:
             if len(scenes) == 1:
@@ -287,7 +329,7 @@ class RunPlan:
 
 def plan_run(
     scenes: Sequence[str | Path],
-    outputs: Sequence[Path],
+    outputs: Sequence[Path | None],
     prompts: Sequence[Prompt],
     options: SegmentOptions | Sequence[SegmentOptions],
     failures: Sequence[SceneFailure] = (),
@@ -310,7 +352,7 @@ def plan_run(
 
 def segment_scenes(
     scenes: Sequence[str | Path],
-    outputs: Sequence[Path],
+    outputs: Sequence[Path | None],
     predictor: TilePredictor,
     prompts: Sequence[Prompt],
     options: SegmentOptions | Sequence[SegmentOptions],
@@ -320,11 +362,14 @@ def segment_scenes(
     progress_for: Callable[[str, int], ProgressFn | None] | None = None,
     failures: Sequence[SceneFailure] = (),
     after_scene: Callable[[int, SegmentResult], None] | None = None,
+    vectors: Sequence[VectorTarget | None] | None = None,
 ) -> RunSummary:
     """Segment each scene into its output; a failed scene is recorded and the rest go on.
 
     Args:
+        outputs: each scene's raster output; None where it writes polygons only.
         options: one for all scenes, or one per scene.
+        vectors: each scene's vector output, or None.
         after_scene: ``after_scene(index, result)`` once a scene's output is published (e.g.
             writing its STAC item); an error there fails that scene like any other.
         progress_for: ``progress_for(scene, index)`` returns the progress callback of a scene.
@@ -342,11 +387,16 @@ def segment_scenes(
         warn_if_demo_on_real_scenes(predictor.model.config.backbone, runnable)
     # Temporary outputs of killed runs (SIGKILL, a crash) of processes gone from this machine;
     # a live process's are never touched, so a concurrent run in the same folder is safe.
-    folders = {Path(o).parent for s, o in zip(scenes, outputs, strict=True) if str(s) not in failed}
+    vectors = vectors if vectors is not None else [None] * len(scenes)
+    targets = [
+        *zip(scenes, outputs, strict=True),
+        *((s, v and v.path) for s, v in zip(scenes, vectors, strict=True)),
+    ]
+    folders = {Path(o).parent for s, o in targets if o is not None and str(s) not in failed}
     for folder in sorted(folders):
         clean_stale_partials(folder)
     all_options = per_scene(options, len(scenes))
-    for index, (scene, output) in enumerate(zip(scenes, outputs, strict=True)):
+    for index, (scene, output, vector) in enumerate(zip(scenes, outputs, vectors, strict=True)):
         if str(scene) in failed:
             continue
         try:
@@ -359,6 +409,7 @@ def segment_scenes(
                 model_id=model_id,
                 overwrite=overwrite,
                 progress=progress_for(str(scene), index) if progress_for else None,
+                vector=vector,
             )
             if after_scene is not None:
                 after_scene(index, result)

@@ -7,6 +7,7 @@ band of rows still open is in memory: memory grows with the scene's width, never
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import queue
@@ -38,6 +39,7 @@ from diffris.geo.sinks.spec import (
     shift_gcps,
 )
 from diffris.geo.stitch import Stitcher
+from diffris.geo.vector.options import VectorFormat, VectorOptions
 from diffris.inference.batches import prefetch_batches
 
 if TYPE_CHECKING:  # torch only when a model runs: preflight errors answer in a fraction of a second
@@ -100,8 +102,23 @@ MAX_TILE = 8192
 
 
 @dataclass(frozen=True)
+class VectorTarget:
+    """A vector output of a scene: where, in which format, with which polygon options.
+
+    Attributes:
+        path: the vector file (.gpkg, .parquet, .geojson, .fgb).
+        options: minimum area, simplification, holes.
+        format: overrides the format implied by the extension.
+    """
+
+    path: Path
+    options: VectorOptions = VectorOptions()
+    format: VectorFormat | None = None
+
+
+@dataclass(frozen=True)
 class SegmentResult:
-    """What one scene cost and produced."""
+    """What one scene cost and produced (``output`` is the vector file when no raster is)."""
 
     scene: str
     output: str
@@ -111,6 +128,8 @@ class SegmentResult:
     skipped_tiles: int
     seconds: float
     peak_memory_mib: float
+    vector: str | None = None
+    polygons: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -186,16 +205,20 @@ def output_spec(
 
 def check_scene(
     scene_path: str | Path,
-    output: str | Path,
+    output: str | Path | None,
     prompts: Sequence[Prompt],
     options: SegmentOptions,
     *,
     overwrite: bool = False,
+    vector: VectorTarget | None = None,
 ) -> Grid:
     """Check everything :func:`segment_scene` checks before its first tile, writing nothing:
     the scene opens with these options, the output may be written, its format follows from
     the name or ``options.format``, the grid takes the tile and overlap, and the output accepts
     the threshold, dtype and ``--co``.
+
+    The same holds for the ``vector`` output (its format, the scene's georeferencing,
+    ``--min-area``'s unit).
 
     Returns:
         The scene's grid.
@@ -203,12 +226,34 @@ def check_scene(
     Raises:
         DiffrisError: the first problem found.
     """
-    check_output(output, overwrite)
+    from diffris.geo.vector.sink import check_vector_output
+
+    _check_targets(output, vector)
+    if output is not None:
+        check_output(output, overwrite)
     with open_scene(scene_path, options) as scene:
         grid = Grid(scene.width, scene.height, tile=options.tile, overlap=options.overlap)
         spec = output_spec(scene, prompts, options, model_id="preflight")
-        open_sink(output, spec, format=options.format, overwrite=overwrite)  # opens nothing
+        if output is not None:
+            open_sink(output, spec, format=options.format, overwrite=overwrite)  # opens nothing
+        if vector is not None:
+            check_vector_output(
+                vector.path, spec, vector.options, format=vector.format, overwrite=overwrite
+            )
     return grid
+
+
+def _check_targets(output: str | Path | None, vector: VectorTarget | None) -> None:
+    if output is None and vector is None:
+        raise InputError("nothing to write: give a raster output, a vector output or both")
+    if (
+        output is not None
+        and vector is not None
+        and Path(output).resolve() == Path(vector.path).resolve()
+    ):
+        raise InputError(
+            f"--vector {vector.path} is also the raster output; give each its own name"
+        )
 
 
 def _peak_rss_mib() -> float:
@@ -266,7 +311,7 @@ def _check_rows(rows: tuple[int, int] | None, height: int) -> tuple[int, int]:
 
 def segment_scene(
     scene_path: str | Path,
-    output: str | Path,
+    output: str | Path | None,
     predictor: TilePredictor,
     prompts: Sequence[Prompt],
     options: SegmentOptions,
@@ -276,12 +321,13 @@ def segment_scene(
     extra_tags: Mapping[str, str] | None = None,
     progress: ProgressFn | None = None,
     rows: tuple[int, int] | None = None,
+    vector: VectorTarget | None = None,
 ) -> SegmentResult:
-    """Segment one scene for every prompt and publish the output atomically.
+    """Segment one scene for every prompt and publish the outputs atomically.
 
     Args:
         scene_path: a raster GDAL can read.
-        output: the GeoTIFF/COG file or Zarr store to write.
+        output: the GeoTIFF/COG file or Zarr store to write; None for polygons only.
         predictor: turns (B, 3, T, T) uint8 tiles into (B, P, T, T) probabilities.
         prompts: one output band per prompt, in this order (``predictor``'s prompts).
         options: tiling, input and output choices.
@@ -293,15 +339,20 @@ def segment_scene(
             shifted down by ``start`` rows). The grid stays anchored at the scene's origin and
             every tile touching those rows is predicted, so the parts of a scene split across
             workers, stacked, equal the whole scene's output pixel for pixel.
+        vector: also (or only) write the masks' polygons there, from the same probabilities.
 
     Raises:
         DiffrisError: bad input, an existing output, an unwritable folder; nothing is left at
             ``output`` when anything fails.
     """
+    from diffris.geo.vector.sink import VectorSink
+
     started = time.perf_counter()
-    output = check_output(output, overwrite)
+    _check_targets(output, vector)
+    if output is not None:
+        output = check_output(output, overwrite)
     creation_options = parse_creation_options(options.creation_options)
-    with open_scene(scene_path, options) as scene:
+    with open_scene(scene_path, options) as scene, contextlib.ExitStack() as outputs:
         grid = Grid(scene.width, scene.height, tile=options.tile, overlap=options.overlap)
         start, stop = _check_rows(rows, scene.height)
         grid_rows = grid.rows_touching(start, stop)
@@ -316,43 +367,66 @@ def segment_scene(
             creation_options=creation_options,
         )
         done = skipped = 0
-        with open_sink(output, spec, format=options.format, overwrite=overwrite) as sink:
+        sink = vector_sink = None
+        if output is not None:
+            sink = outputs.enter_context(
+                open_sink(output, spec, format=options.format, overwrite=overwrite)
+            )
+        if vector is not None:
+            vector_sink = outputs.enter_context(
+                VectorSink(
+                    vector.path,
+                    spec,
+                    vector.options,
+                    model_id=model_id,
+                    format=vector.format,
+                    overwrite=overwrite,
+                )
+            )
 
-            def write(row_off: int, probs: np.ndarray, valid: np.ndarray) -> None:
-                first, last = max(row_off, start), min(row_off + len(valid), stop)
-                if first < last:  # rows outside [start, stop) belong to another part
-                    block = slice(first - row_off, last - row_off)
+        def write(row_off: int, probs: np.ndarray, valid: np.ndarray) -> None:
+            first, last = max(row_off, start), min(row_off + len(valid), stop)
+            if first < last:  # rows outside [start, stop) belong to another part
+                block = slice(first - row_off, last - row_off)
+                if sink is not None:
                     sink.write_rows(first - start, spec.encode(probs[:, block], valid[block]))
+                if vector_sink is not None:  # the same blended probabilities, same thresholds
+                    vector_sink.write_rows(first - start, probs[:, block], valid[block])
 
-            writer = _BackgroundWriter(write)
-            stitcher = Stitcher(grid, len(prompts), writer.submit, grid_rows=grid_rows)
-            try:
-                for batch in prefetch_batches(scene.reopen, grid, options.batch_size, tiles=tiles):
-                    skipped += batch.skipped
-                    if batch.tiles:
-                        probs = predictor.predict(batch.frames)
-                        for tile, tile_probs, valid in zip(
-                            batch.tiles, probs, batch.valid, strict=True
-                        ):
-                            stitcher.add(tile, tile_probs, valid)
-                    done += len(batch.tiles) + batch.skipped
-                    if progress is not None:
-                        progress(done, len(tiles))
-                stitcher.close()
-            except BaseException:
-                writer.cancel()  # Ctrl-C, SIGTERM, a read error: drop the queued rows at once
-                raise
-            writer.finish()
+        writer = _BackgroundWriter(write)
+        stitcher = Stitcher(grid, len(prompts), writer.submit, grid_rows=grid_rows)
+        try:
+            for batch in prefetch_batches(scene.reopen, grid, options.batch_size, tiles=tiles):
+                skipped += batch.skipped
+                if batch.tiles:
+                    probs = predictor.predict(batch.frames)
+                    for tile, tile_probs, valid in zip(
+                        batch.tiles, probs, batch.valid, strict=True
+                    ):
+                        stitcher.add(tile, tile_probs, valid)
+                done += len(batch.tiles) + batch.skipped
+                if progress is not None:
+                    progress(done, len(tiles))
+            stitcher.close()
+        except BaseException:
+            writer.cancel()  # Ctrl-C, SIGTERM, a read error: drop the queued rows at once
+            raise
+        writer.finish()
+        if sink is not None:
             sink.commit()
+        if vector_sink is not None:
+            vector_sink.commit()
     result = SegmentResult(
         scene=str(scene_path),
-        output=str(output),
+        output=str(output if output is not None else vector.path),  # type: ignore[union-attr]
         width=grid.width,
         height=stop - start,
         tiles=len(tiles),
         skipped_tiles=skipped,
         seconds=round(time.perf_counter() - started, 3),
         peak_memory_mib=round(_peak_rss_mib(), 1),
+        vector=str(vector.path) if vector is not None else None,
+        polygons=vector_sink.features if vector_sink is not None else None,
     )
     log.info(
         "%s: %d tiles (%d skipped, all nodata) in %.1f s -> %s",
@@ -360,6 +434,6 @@ def segment_scene(
         result.tiles,
         skipped,
         result.seconds,
-        output,
+        " and ".join(str(o) for o in (output, vector and vector.path) if o),
     )
     return result
