@@ -26,7 +26,7 @@ TINY_FINGERPRINT = "eda26e6cc637a316"
 LEGACY_TINY_FINGERPRINT = "da32076d3587a11b"
 #: Fingerprint of the ``rsrefseg-tiny`` preset's random SigLIP and SAM (kept in step by a test).
 #: It also names those weights saved as Hugging Face folders and loaded through ``rsrefseg-b``.
-RSREFSEG_TINY_FINGERPRINT = "2d451a3326ff89a8"
+RSREFSEG_TINY_FINGERPRINT = "82c8fc5f2ee09fca"
 #: Every random backbone's fingerprint: a model built on one of these is demo-grade.
 DEMO_FINGERPRINTS = (TINY_FINGERPRINT, LEGACY_TINY_FINGERPRINT, RSREFSEG_TINY_FINGERPRINT)
 

@@ -66,12 +66,8 @@ def tiny_component_configs() -> dict[str, dict[str, Any]]:
 
     The same classes as the real models, narrow: SigLIP keeps 384² at patch 14 (a 27×27 grid,
     which two stride-2 convolutions take to 7×7 = 49 tokens) and 64 positions, 64 wide; SAM keeps
-    its 1024² input but at patch 32 (32×32 tokens: a 512 tile's pixels at patch 16), 32 wide
-    with two windowed layers, and a 32-wide prompt encoder and mask decoder (dense prompt and
-    masks at 128²). At patch 16 SAM's mask decoder, attending over 4,096 image tokens, cost
-    14 ms per prompt against a 67 ms image encoding on one thread (8 prompts: 0.28 of eight
-    one-prompt runs); at patch 32 it costs 6.6 ms against 53 ms (0.22), as the real sizes'
-    balance has it (rsrefseg-b: 0.13).
+    1024² at patch 16 (64×64 tokens) but 32 wide with two windowed layers (4,096 tokens of global
+    attention would dominate the time), and a 32-wide prompt encoder and mask decoder.
     """
     return {
         "siglip": {
@@ -106,16 +102,10 @@ def tiny_component_configs() -> dict[str, dict[str, Any]]:
                 "output_channels": 32,
                 "num_pos_feats": 16,
                 "image_size": 1024,
-                "patch_size": 32,
-                "window_size": 8,
+                "patch_size": 16,
+                "window_size": 14,
             },
-            "prompt_encoder_config": {
-                "hidden_size": 32,
-                "mask_input_channels": 16,
-                "image_size": 1024,
-                "patch_size": 32,
-                "image_embedding_size": 32,
-            },
+            "prompt_encoder_config": {"hidden_size": 32, "mask_input_channels": 16},
             "mask_decoder_config": {
                 "hidden_size": 32,
                 "mlp_dim": 64,

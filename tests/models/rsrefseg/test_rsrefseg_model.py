@@ -37,7 +37,7 @@ def test_it_is_a_referring_model(rsr_tiny: RSRefSeg) -> None:
 def test_stage_shapes_and_49_sparse_tokens(rsr_tiny: RSRefSeg, pixels_128: torch.Tensor) -> None:
     with torch.no_grad():
         embedding, clip_map, size = rsr_tiny.encode_image(pixels_128)
-    assert embedding.shape == (2, 32, 32, 32)  # SAM at 1024², patch 32 (tiny)
+    assert embedding.shape == (2, 32, 64, 64)  # SAM at 1024², patch 16
     assert clip_map.shape == (2, 64, 27, 27)  # SigLIP at 384², patch 14
     assert size.tolist() == [[128, 128], [128, 128]]
     sparse = _sparse_prompts(rsr_tiny, pixels_128, ["the red roofs", "the blue vehicles"])
