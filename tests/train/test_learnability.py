@@ -5,7 +5,8 @@ Run with ``scripts/test --slow -k learnability`` (the figures: ``python benchmar
 ``tiny`` (DiffRIS): 1200 samples of 256² px, 3 epochs, lr 3e-3, batch 8, cached latents;
 ``rsrefseg-tiny``: 800 samples of 256² px, 4 epochs, lr 3e-3, batch 4 (no cache: LoRA in its
 encoders). Measured on the patch-32 tiny SAM: mIoU 33.3 true, 28.4 shuffled (468 s CPU), below
-both targets: this case fails until the preset or the recipe learns (patch 16: 55.2 / 27.9).
+both targets: this case fails until the preset or the recipe learns (the patch-16 SAM before
+it, 640 samples, batch 8: 55.2 / 27.9, 690 s CPU).
 """
 
 import importlib.util
