@@ -82,7 +82,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     "rsrefseg-tiny": {
         "out": REPO / "examples" / "models" / "demo-rsrefseg",
-        "epochs": 12,
+        "epochs": 18,
         "train_scenes": 6,
         "tile": 512,
         "prompts": EXAMPLE_PROMPTS,
