@@ -1,13 +1,14 @@
 """How well a trained model segments the bundled example scene: IoU per prompt.
 
-    python benchmarks/demo_scene.py [--model examples/models/demo] [--threads 2]
+    python benchmarks/demo_scene.py [--model examples/models/demo|demo-rsrefseg] [--threads 2]
 
 Segments ``examples/scene.tif`` (2048², a nodata collar) for every prompt of
 ``examples/prompts.yaml`` with the default segment options (512 px tiles, 64 px overlap) and
 prints, per prompt, the IoU against ``examples/truth/<id>.tif`` with the predicted and true pixel
 counts, then the segmentation time. This is the table of README's "Two commands"; the test
-``tests/train/test_demo_model.py`` holds the committed demo model to IoU ≥ 0.7 for each prompt.
-Any trained-model folder works, e.g. a run's ``best``.
+``tests/train/test_demo_model.py`` holds both committed demo models (DiffRIS's ``demo``,
+RSRefSeg's ``demo-rsrefseg``) to IoU ≥ 0.7 for each prompt. Any trained-model folder of either
+architecture works, e.g. a run's ``best``.
 """
 
 from __future__ import annotations

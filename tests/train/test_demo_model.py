@@ -1,8 +1,10 @@
-"""The committed demo model segments the bundled example scene: IoU ≥ 0.7 for every prompt.
+"""The committed demo models segment the bundled example scene: IoU ≥ 0.7 for every prompt.
 
-The model is written by ``python tools/train_demo_model.py``; until it exists these tests are
-skipped (and say so), never faked. The prompts come from the example description file itself, so
-a prompt added there is checked too.
+Both demo folders are checked: ``examples/models/demo`` (DiffRIS, ``tiny``) and
+``examples/models/demo-rsrefseg`` (RSRefSeg, ``rsrefseg-tiny``), each written by
+``python tools/train_demo_model.py --preset P``; a folder not trained yet is skipped (and says
+so), never faked. The prompts come from the example description file itself, so a prompt added
+there is checked too.
 """
 
 from pathlib import Path
@@ -17,22 +19,26 @@ from diffris.inference.segment import SegmentOptions, segment_scene
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
-DEMO = EXAMPLES / "models" / "demo"
+#: Demo folder -> the preset that trains it.
+DEMOS = {"demo": "tiny", "demo-rsrefseg": "rsrefseg-tiny"}
 TARGET_IOU = 0.7
 PROMPT_IDS = [prompt.id for prompt in load_prompts(EXAMPLES / "prompts.yaml")]
 
-pytestmark = pytest.mark.skipif(
-    not (DEMO / "config.json").is_file(),
-    reason="examples/models/demo is not trained yet: run python tools/train_demo_model.py",
-)
 
-
-@pytest.fixture(scope="module")
-def scene_ious(tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
-    """IoU of the demo model's mask against the ground truth, per prompt of the example file."""
+@pytest.fixture(scope="module", params=sorted(DEMOS))
+def scene_ious(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, float]:
+    """IoU of a demo model's mask against the ground truth, per prompt of the example file."""
+    folder = EXAMPLES / "models" / request.param
+    if not (folder / "config.json").is_file():
+        pytest.skip(
+            f"examples/models/{request.param} is not trained yet: run "
+            f"python tools/train_demo_model.py --preset {DEMOS[request.param]}"
+        )
     prompts = load_prompts(EXAMPLES / "prompts.yaml")
-    predictor, model_id = load_predictor(DEMO, prompts, device="cpu")
-    output = tmp_path_factory.mktemp("demo") / "masks.tif"
+    predictor, model_id = load_predictor(folder, prompts, device="cpu")
+    output = tmp_path_factory.mktemp(request.param) / "masks.tif"
     segment_scene(
         EXAMPLES / "scene.tif", output, predictor, prompts, SegmentOptions(), model_id=model_id
     )

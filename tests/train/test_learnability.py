@@ -1,10 +1,17 @@
-"""Slow: the tiny model learns the synthetic task and uses the text.
+"""Slow: each tiny preset learns the synthetic task and uses the text.
 
-Run with ``scripts/test --slow -k learnability`` (the figures: ``python benchmarks/learnability.py``).
+Run with ``scripts/test --slow -k learnability`` (the figures: ``python benchmarks/learnability.py
+--preset P``). Each preset trains with its recipe, ``benchmarks/learnability.py``'s ``RECIPES``:
+``tiny`` (DiffRIS): 1200 samples of 256² px, 3 epochs, lr 3e-3, batch 8, cached latents;
+``rsrefseg-tiny``: 800 samples of 256² px, 4 epochs, lr 3e-3, batch 4 (no cache: LoRA in its
+encoders). Measured on the patch-32 tiny SAM: mIoU 33.3 true, 28.4 shuffled (468 s CPU), below
+both targets: this case fails until the preset or the recipe learns (the patch-16 SAM before
+it, 640 samples, batch 8: 55.2 / 27.9, 690 s CPU).
 """
 
 import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -29,14 +36,20 @@ def test_shuffled_sentences_move_every_sentence(tmp_path: Path) -> None:
         assert shuffled.meta(i) == dataset.meta(i)
 
 
-@pytest.mark.slow
-def test_tiny_model_learns_and_uses_the_text(tmp_path: Path) -> None:
+def _benchmark() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         "learnability", REPO / "benchmarks" / "learnability.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    figures = module.learnability(tmp_path, samples=1200, epochs=3, size=256, lr=3e-3)
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["tiny", "rsrefseg-tiny"])
+def test_tiny_model_learns_and_uses_the_text(tmp_path: Path, preset: str) -> None:
+    module = _benchmark()
+    figures = module.learnability(tmp_path, preset=preset, **module.RECIPES[preset])
     assert figures["miou"] >= 60, figures
     assert figures["miou"] - figures["shuffled_miou"] >= 30, figures
