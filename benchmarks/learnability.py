@@ -46,11 +46,11 @@ RECIPES: dict[str, dict[str, Any]] = {
         "cache_latents": True,
     },
     "rsrefseg-tiny": {
-        "samples": 800,
+        "samples": 640,
         "epochs": 4,
         "size": 256,
         "lr": 3e-3,
-        "batch": 4,
+        "batch": 8,
         "weight_decay": 0.05,
         "bce_weight": 1.0,
         "dice_weight": 1.0,
