@@ -13,24 +13,23 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator, Sequence
-from typing import Self
 
 import torch
 from torch import Tensor, nn
 
 from diffris.config import Config, check_at_most
-from diffris.errors import CheckpointMismatchError, InputError
+from diffris.errors import InputError
 from diffris.messages import cut
 from diffris.models.diffris.backbone import FrozenBackbone
 from diffris.models.diffris.cp_adapter import CPAdapter, CPAdapterConfig
 from diffris.models.diffris.pcmrd import PCMRD, PCMRDConfig
 from diffris.models.diffris.text_encoder import MAX_TOKENS, FrozenTextEncoder, TokenBatch
 from diffris.models.preprocessing import check_input_size, to_model_range
+from diffris.models.prompt_rows import PromptRows
+from diffris.models.state_checks import check_trainable_state
 
 #: Prefixes of the trainable parts in :meth:`DiffRIS.trainable_state_dict`.
 TRAINABLE_PARTS = ("cp_adapter", "decoder")
-#: A mismatch message names this many tensors, then counts the rest (it stays one line).
-MAX_LISTED_PROBLEMS = 6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +96,7 @@ class DiffRISConfig(Config):
 
 
 @dataclasses.dataclass(frozen=True)
-class TextFeatures:
+class TextFeatures(PromptRows):
     """Encoded prompts.
 
     Attributes:
@@ -112,38 +111,6 @@ class TextFeatures:
     refined: Tensor
     mask: Tensor
     truncated: list[bool]
-
-    def __len__(self) -> int:
-        return int(self.refined.shape[0])
-
-    def index_select(self, index: Tensor) -> Self:
-        """Rows ``index`` (1-D int64), e.g. to pair B tiles × P prompts in one batch."""
-        rows = index.to(self.refined.device)
-        picked = index.tolist()
-        return dataclasses.replace(
-            self,
-            hidden=self.hidden.index_select(0, rows),
-            refined=self.refined.index_select(0, rows),
-            mask=self.mask.index_select(0, rows),
-            truncated=[self.truncated[i] for i in picked],
-        )
-
-    def repeat_interleave(self, repeats: int) -> Self:
-        """Each prompt ``repeats`` times in a row: [a, b] -> [a, a, b, b] for 2."""
-        return self.index_select(torch.arange(len(self)).repeat_interleave(repeats))
-
-    def repeat(self, times: int) -> Self:
-        """The whole batch ``times`` times: [a, b] -> [a, b, a, b] for 2."""
-        return self.index_select(torch.arange(len(self)).repeat(times))
-
-    def to(self, device: torch.device | str) -> Self:
-        """A copy on ``device``."""
-        return dataclasses.replace(
-            self,
-            hidden=self.hidden.to(device),
-            refined=self.refined.to(device),
-            mask=self.mask.to(device),
-        )
 
 
 class DiffRIS(nn.Module):
@@ -368,28 +335,7 @@ class DiffRIS(nn.Module):
             CheckpointMismatchError: listing *all* missing, unexpected and mis-shaped tensors.
         """
         expected = self.trainable_state_dict()
-        problems = [f"missing {name}" for name in expected if name not in state]
-        problems += [f"unexpected {name}" for name in state if name not in expected]
-        problems += [
-            f"{name} has shape {tuple(state[name].shape)} but the model expects "
-            f"{tuple(tensor.shape)}"
-            for name, tensor in expected.items()
-            if name in state and state[name].shape != tensor.shape
-        ]
-        problems += [
-            f"{name} is {str(state[name].dtype).removeprefix('torch.')}, not a float tensor"
-            for name, tensor in expected.items()
-            if name in state and tensor.is_floating_point() and not state[name].is_floating_point()
-        ]
-        if problems:
-            where = f"{source} " if source else ""
-            shown = "; ".join(problems[:MAX_LISTED_PROBLEMS])
-            if len(problems) > MAX_LISTED_PROBLEMS:
-                shown += f"; and {len(problems) - MAX_LISTED_PROBLEMS} more"
-            raise CheckpointMismatchError(
-                f"{where}does not match the model ({len(problems)} problem(s)): {shown}; "
-                "was it saved with other cp_adapter/pcmrd options or another backbone?"
-            )
+        check_trainable_state(expected, state, source=source, options="cp_adapter/pcmrd")
         for part in TRAINABLE_PARTS:
             prefix = f"{part}."
             part_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}

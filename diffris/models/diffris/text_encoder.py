@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from diffris.errors import InputError
+from diffris.models.prompt_rows import PromptRows
 
 if TYPE_CHECKING:
     from transformers import CLIPTextModel, CLIPTokenizer
@@ -43,7 +44,7 @@ def load_bundled_tokenizer() -> CLIPTokenizer:
 
 
 @dataclasses.dataclass(frozen=True)
-class TokenBatch:
+class TokenBatch(PromptRows):
     """Prompts as token ids, padded (and truncated) to a fixed length.
 
     Attributes:
@@ -56,15 +57,6 @@ class TokenBatch:
     input_ids: Tensor
     attention_mask: Tensor
     truncated: list[bool]
-
-    def __len__(self) -> int:
-        return int(self.input_ids.shape[0])
-
-    def to(self, device: torch.device | str) -> Self:
-        """A copy on ``device``."""
-        return dataclasses.replace(
-            self, input_ids=self.input_ids.to(device), attention_mask=self.attention_mask.to(device)
-        )
 
 
 class FrozenTextEncoder(nn.Module):

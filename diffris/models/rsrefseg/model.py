@@ -17,13 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from diffris.errors import CheckpointMismatchError, InputError
+from diffris.errors import InputError
 from diffris.models.preprocessing import to_model_range
 from diffris.models.rsrefseg.config import RSRefSegConfig
 from diffris.models.rsrefseg.filters import text_filters
 from diffris.models.rsrefseg.lora import LORA_MARKER, TARGETS, inject_lora, set_lora_dropout_mode
 from diffris.models.rsrefseg.prompter import Prompter, grid_positional_encoding
 from diffris.models.rsrefseg.text import SiglipTextFeatures, SiglipTokens
+from diffris.models.state_checks import check_trainable_state
 
 if TYPE_CHECKING:
     from diffris.models.rsrefseg.components import RSRefSegComponents
@@ -46,8 +47,6 @@ IDLE_HEAD_PARTS = (
     "sam.prompt_encoder.not_a_point_embed.",
     "sam.mask_decoder.iou_prediction_head.",
 )
-#: A mismatch message names this many tensors, then counts the rest (it stays one line).
-MAX_LISTED_PROBLEMS = 6
 
 #: Image features: (SAM embedding (B, C, 64, 64), SigLIP map (B, D, g, g), input size (B, 2)).
 RSRefSegImageFeatures = tuple[Tensor, Tensor, Tensor]
@@ -329,28 +328,7 @@ class RSRefSeg(nn.Module):
             CheckpointMismatchError: listing *all* missing, unexpected and mis-shaped tensors.
         """
         expected = self.trainable_state_dict()
-        problems = [f"missing {name}" for name in expected if name not in state]
-        problems += [f"unexpected {name}" for name in state if name not in expected]
-        problems += [
-            f"{name} has shape {tuple(state[name].shape)} but the model expects "
-            f"{tuple(tensor.shape)}"
-            for name, tensor in expected.items()
-            if name in state and state[name].shape != tensor.shape
-        ]
-        problems += [
-            f"{name} is {str(state[name].dtype).removeprefix('torch.')}, not a float tensor"
-            for name, tensor in expected.items()
-            if name in state and tensor.is_floating_point() and not state[name].is_floating_point()
-        ]
-        if problems:
-            where = f"{source} " if source else ""
-            shown = "; ".join(problems[:MAX_LISTED_PROBLEMS])
-            if len(problems) > MAX_LISTED_PROBLEMS:
-                shown += f"; and {len(problems) - MAX_LISTED_PROBLEMS} more"
-            raise CheckpointMismatchError(
-                f"{where}does not match the model ({len(problems)} problem(s)): {shown}; "
-                "was it saved with other LoRA/prompter options or another backbone?"
-            )
+        check_trainable_state(expected, state, source=source, options="LoRA/prompter")
         with torch.no_grad():
             for name, tensor in expected.items():  # state_dict tensors share the live storage
                 tensor.copy_(state[name])

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Self
 
-import torch
 from torch import Tensor
+
+from diffris.models.prompt_rows import PromptRows
 
 
 @dataclasses.dataclass(frozen=True)
-class SiglipTokens:
+class SiglipTokens(PromptRows):
     """Prompts as SigLIP token ids, padded with ``</s>`` to a fixed length (as SigLIP was trained).
 
     Attributes:
@@ -23,18 +23,9 @@ class SiglipTokens:
     attention_mask: Tensor
     truncated: list[bool]
 
-    def __len__(self) -> int:
-        return int(self.input_ids.shape[0])
-
-    def to(self, device: torch.device | str) -> Self:
-        """A copy on ``device``."""
-        return dataclasses.replace(
-            self, input_ids=self.input_ids.to(device), attention_mask=self.attention_mask.to(device)
-        )
-
 
 @dataclasses.dataclass(frozen=True)
-class SiglipTextFeatures:
+class SiglipTextFeatures(PromptRows):
     """Encoded prompts (differentiable: the text tower carries LoRA).
 
     Attributes:
@@ -48,34 +39,3 @@ class SiglipTextFeatures:
     pooled: Tensor
     mask: Tensor
     truncated: list[bool]
-
-    def __len__(self) -> int:
-        return int(self.pooled.shape[0])
-
-    def index_select(self, index: Tensor) -> Self:
-        """Rows ``index`` (1-D int64), e.g. to pair B tiles × P prompts in one batch."""
-        rows = index.to(self.pooled.device)
-        return dataclasses.replace(
-            self,
-            local=self.local.index_select(0, rows),
-            pooled=self.pooled.index_select(0, rows),
-            mask=self.mask.index_select(0, rows),
-            truncated=[self.truncated[i] for i in index.tolist()],
-        )
-
-    def repeat_interleave(self, repeats: int) -> Self:
-        """Each prompt ``repeats`` times in a row: [a, b] -> [a, a, b, b] for 2."""
-        return self.index_select(torch.arange(len(self)).repeat_interleave(repeats))
-
-    def repeat(self, times: int) -> Self:
-        """The whole batch ``times`` times: [a, b] -> [a, b, a, b] for 2."""
-        return self.index_select(torch.arange(len(self)).repeat(times))
-
-    def to(self, device: torch.device | str) -> Self:
-        """A copy on ``device``."""
-        return dataclasses.replace(
-            self,
-            local=self.local.to(device),
-            pooled=self.pooled.to(device),
-            mask=self.mask.to(device),
-        )
