@@ -250,7 +250,7 @@ def _as_lists(geometry: Any) -> dict[str, Any]:
 
 def _relative_href(href: str, folder: Path) -> str:
     """Relative when the input item and the output share a folder below the root (they move
-    together); absolute otherwise (``../../work/...`` would break when either moves)."""
+    together); absolute otherwise (``../../data/...`` would break when either moves)."""
     if "://" in href:
         return href
     try:

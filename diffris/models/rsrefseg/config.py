@@ -1,4 +1,4 @@
-"""RSRefSeg's options, saved as ``config.json`` of a trained model (see /work/shared/RSREFSEG.md)."""
+"""RSRefSeg's options, saved as ``config.json`` of a trained model (the design: the authors' code, as README's "The second model" describes it)."""
 
 from __future__ import annotations
 

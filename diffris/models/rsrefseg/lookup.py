@@ -139,6 +139,17 @@ def _read_config(path: Path) -> tuple[dict[str, Any] | None, str]:
     return data, ""
 
 
+def _config_of_type(
+    path: Path, model_type: str, label: str
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """``path/config.json`` if it describes a ``model_type`` model (else None), and the problems
+    found (``""`` entries for none, as :func:`_lookup` takes them)."""
+    config, why = _read_config(path)
+    if config is None or config.get("model_type") == model_type:
+        return config, [why]
+    return None, [f"config.json describes a {config.get('model_type')!r} model, not {label}"]
+
+
 def pickled_files(path: Path) -> list[str]:
     """Names of the pickled weight files directly in ``path`` (never opened)."""
     return sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file())
@@ -179,20 +190,15 @@ def inspect_siglip_folder(path: Path) -> WeightsLookup:
     path = Path(path)
     if not path.is_dir():
         return WeightsLookup(path=path, missing=())
-    config, why = _read_config(path)
-    problems = [why]
+    config, problems = _config_of_type(path, "siglip", "SigLIP")
     if config is not None:
-        model_type = config.get("model_type")
-        if model_type != "siglip":
-            problems.append(f"config.json describes a {model_type!r} model, not SigLIP")
-        else:
-            text = (config.get("text_config") or {}).get("hidden_size", 768)
-            vision = (config.get("vision_config") or {}).get("hidden_size", 768)
-            if text != vision:
-                problems.append(
-                    f"its text width {text} differs from its vision width {vision} "
-                    "(RSRefSeg needs one joint width)"
-                )
+        text = (config.get("text_config") or {}).get("hidden_size", 768)
+        vision = (config.get("vision_config") or {}).get("hidden_size", 768)
+        if text != vision:
+            problems.append(
+                f"its text width {text} differs from its vision width {vision} "
+                "(RSRefSeg needs one joint width)"
+            )
     problems.append(weights_problem(path))
     if not any((path / name).is_file() for name in ("spiece.model", "tokenizer.json")):
         problems.append("no tokenizer (spiece.model or tokenizer.json)")
@@ -225,15 +231,11 @@ def inspect_sam_folder(path: Path, part: Foundation | None = None) -> WeightsLoo
     path = Path(path)
     if not path.is_dir():
         return WeightsLookup(path=path, missing=())
-    config, why = _read_config(path)
-    problems = [why]
-    if config is not None:
-        model_type = config.get("model_type")
-        if model_type != "sam":
-            problems.append(f"config.json describes a {model_type!r} model, not SAM")
-        elif part is not None and part.vit is not None and sam_size(config) != part.vit:
-            held, needed = describe_sam(sam_size(config)), describe_sam(part.vit)
-            problems.append(f"it holds SAM {held}, not the {needed} needed here")
+    config, problems = _config_of_type(path, "sam", "SAM")
+    needed_size = part.vit if part is not None else None
+    if config is not None and needed_size is not None and sam_size(config) != needed_size:
+        held, needed = describe_sam(sam_size(config)), describe_sam(needed_size)
+        problems.append(f"it holds SAM {held}, not the {needed} needed here")
     problems.append(weights_problem(path))
     return _lookup(path, problems)
 
