@@ -23,12 +23,12 @@ from diffris_cli.options import (
     DeviceOption,
     DtypeOption,
     FormatOption,
+    HolesOption,
     JsonOption,
     MaxMemoryOption,
     MinAreaOption,
     ModelOption,
     NodataOption,
-    NoHolesOption,
     OutputTypeOption,
     OverlapOption,
     PrecisionOption,
@@ -182,7 +182,7 @@ def archive(
     ] = None,
     min_area: MinAreaOption = None,
     simplify: SimplifyOption = 0.0,
-    no_holes: NoHolesOption = False,
+    holes: HolesOption = True,
     log_file: Annotated[
         Path | None, typer.Option("--log-file", help="Also append log lines to this file.")
     ] = None,
@@ -236,8 +236,8 @@ def archive(
         creation_options=creation_options,
     )
     polygon_format = vector_format(vector_format_name, "--vector-format")
-    polygon_options = vector_options(min_area=min_area, simplify=simplify, holes=not no_holes)
-    if polygon_format is None and (min_area is not None or simplify or no_holes):
+    polygon_options = vector_options(min_area=min_area, simplify=simplify, holes=holes)
+    if polygon_format is None and (min_area is not None or simplify or not holes):
         raise InputError(
             "--min-area, --simplify and --no-holes apply to polygons; add --vector-format gpkg"
         )

@@ -167,12 +167,10 @@ SimplifyOption = Annotated[
         "preserved: every polygon stays valid). 0 keeps the exact pixel edges.",
     ),
 ]
-# One flag, not --holes/--no-holes: a secondary name widens every command's help table.
-NoHolesOption = Annotated[
+HolesOption = Annotated[
     bool,
     typer.Option(
-        "--no-holes",
-        help="Fill the polygons' holes (every hole that holds no nodata); holes are kept "
-        "by default.",
+        "--holes/--no-holes",
+        help="Keep the polygons' holes, or fill every hole that holds no nodata.",
     ),
 ]

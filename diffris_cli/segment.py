@@ -20,12 +20,12 @@ from diffris_cli.options import (
     DeviceOption,
     DtypeOption,
     FormatOption,
+    HolesOption,
     JsonOption,
     MaxMemoryOption,
     MinAreaOption,
     ModelOption,
     NodataOption,
-    NoHolesOption,
     OutputTypeOption,
     OverlapOption,
     OverwriteOption,
@@ -136,7 +136,7 @@ def segment(
     vector_format_name: VectorFormatOption = None,
     min_area: MinAreaOption = None,
     simplify: SimplifyOption = 0.0,
-    no_holes: NoHolesOption = False,
+    holes: HolesOption = True,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -163,7 +163,7 @@ def segment(
     folders = parse_pretrained(pretrained)
     budget = parse_size(max_memory) if max_memory is not None else None
     prompts = gather_prompts(text, prompts_file)
-    polygon_options = vector_options(min_area=min_area, simplify=simplify, holes=not no_holes)
+    polygon_options = vector_options(min_area=min_area, simplify=simplify, holes=holes)
     polygons_only = is_vector_output(output, output_format)
     if output_format and not polygons_only:
         from diffris.geo.sinks.spec import OutputFormat
@@ -197,7 +197,7 @@ def segment(
         vector=vector,
         vector_format_name=output_format if polygons_only else vector_format_name,
         polygon_options=polygon_options,
-        asked={"--min-area": min_area, "--simplify": simplify or None, "--no-holes": no_holes},
+        asked={"--min-area": min_area, "--simplify": simplify or None, "--no-holes": not holes},
     )
     if stac:
         from diffris.stac.items import check_stac_outputs

@@ -91,3 +91,22 @@ def test_existing_polygons_are_refused_before_the_model_runs(tmp_path, scene):
     args = ["segment", str(scene), "-t", "roofs", "-o", str(out), "--model", "nowhere"]
     assert "exists; pass --overwrite" in _one_error_line(runner.invoke(app, args))
     assert out.read_bytes() == b"keep me"
+
+
+def test_holes_and_no_holes_choose_whether_polygons_keep_their_interior_rings(tmp_path, scene):
+    """``--holes`` (the default) keeps the rings of the mask; ``--no-holes`` fills them, and the
+    filled polygons cover exactly the kept ones plus their holes."""
+    frames = {}
+    for flag in ("--holes", "--no-holes"):
+        out = tmp_path / f"{flag.strip('-')}.gpkg"
+        args = ["segment", str(scene), "-t", "roofs", "-o", str(out), *TINY]
+        # At this threshold the tiny model's probabilities give regions with holes.
+        result = runner.invoke(app, [*args, "--threshold", "0.424", flag, "-q"])
+        assert result.exit_code == 0, result.output
+        frames[flag] = gpd.read_file(out)
+    rings = frames["--holes"].geometry.map(lambda g: len(g.interiors))
+    assert rings.sum() > 0, "the scene must give at least one polygon with a hole"
+    assert (frames["--no-holes"].geometry.map(lambda g: len(g.interiors)) == 0).all()
+    kept, filled = frames["--holes"].union_all(), frames["--no-holes"].union_all()
+    assert filled.difference(kept).area > 0
+    assert kept.difference(filled).area == pytest.approx(0.0, abs=1e-6)
