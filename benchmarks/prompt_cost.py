@@ -12,8 +12,9 @@ each CLI run pays it.
 
 It then splits one 512² tile's cost into its stages (image encoding once per tile; text and
 decode per prompt), the floor the ratio approaches: (encode + K decode) / (K (encode + decode)).
-``--real-sizes`` adds that split for ``rsrefseg-b``'s real sizes (SigLIP so400m and SAM ViT-B,
-built on ``meta`` and filled with random weights: the arithmetic of the real model, minutes).
+``--real-sizes`` adds the same table and split for ``rsrefseg-b``'s real sizes (SigLIP so400m and
+SAM ViT-B, built on ``meta`` and filled with random weights: the arithmetic of the real model) on
+one 512² tile, each run once (about 6 minutes here); ``--models ""`` runs only that.
 
 Usage: ``python benchmarks/prompt_cost.py [--models tiny,rsrefseg-tiny] [--size 1024]
 [--repeats 3] [--real-sizes]``. Each figure is the fastest of ``--repeats`` runs (the stage
@@ -98,32 +99,31 @@ def stage_split(model, tile: int, repeats: int) -> tuple[float, float, float]:
     return best[0], best[1], best[2]
 
 
-def measure(preset: str, scene: Path, work: Path, repeats: int) -> None:
-    """Print one model's table and its stage split."""
-    from diffris.models.loading import load_model
-
-    model = load_model(preset).eval()
-    load = fresh_load_seconds(preset)
-    one_run(model, PROMPTS[:1], scene, work / "warm.tif", preset)  # first-call costs
-    print(f"\n{preset} (model load {load:.2f} s per run)")
+def measure(label: str, model, scene: Path, work: Path, repeats: int, load: float | None) -> None:
+    """Print one model's table (``load``: seconds of a fresh ``load_model``, None if unknown)."""
+    one_run(model, PROMPTS[:1], scene, work / "warm.tif", label)  # first-call costs
+    loaded = f"model load {load:.2f} s per run" if load is not None else "no load: random weights"
+    print(f"\n{label} ({loaded})")
     print(f"{'':>15}{'model loaded once':^26}  {'+ load per run (CLI)':^26}")
     print(f"{'K':>2}  {'one run s':>9}  {'K runs s':>8}  {'ratio':>5}  ", end="")
     print(f"{'one run s':>9}  {'K runs s':>8}  {'ratio':>5}")
+    # Each prompt's one-prompt run, fastest of ``repeats``; "K runs" sums the first K of them.
+    alone = [
+        min(one_run(model, [text], scene, work / f"p{i}.tif", label) for _ in range(repeats))
+        for i, text in enumerate(PROMPTS[: max(COUNTS)])
+    ]
     for count in COUNTS:
         together = min(
-            one_run(model, PROMPTS[:count], scene, work / "k.tif", preset) for _ in range(repeats)
+            one_run(model, PROMPTS[:count], scene, work / "k.tif", label) for _ in range(repeats)
         )
-        apart = min(
-            sum(
-                one_run(model, [text], scene, work / f"p{i}.tif", preset)
-                for i, text in enumerate(PROMPTS[:count])
-            )
-            for _ in range(repeats)
-        )
-        loaded_one, loaded_k = together + load, apart + count * load
+        apart = sum(alone[:count])
         print(f"{count:>2}  {together:>9.2f}  {apart:>8.2f}  {together / apart:>5.2f}  ", end="")
+        if load is None:
+            print(f"{'':>9}  {'':>8}  {'':>5}")
+            continue
+        loaded_one, loaded_k = together + load, apart + count * load
         print(f"{loaded_one:>9.2f}  {loaded_k:>8.2f}  {loaded_one / loaded_k:>5.2f}")
-    print_split(preset, model, max(3, repeats))
+    print_split(label, model, max(3, repeats))
 
 
 def fresh_load_seconds(preset: str) -> float:
@@ -179,6 +179,8 @@ def main() -> None:
 
     import torch
 
+    from diffris.models.loading import load_model
+
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
@@ -189,10 +191,14 @@ def main() -> None:
             f"{args.repeats}"
         )
         for preset in args.models.split(","):
-            measure(preset, scene, work, args.repeats)
-    if args.real_sizes:
-        print()
-        print_split("rsrefseg-b sizes (random weights)", real_size_model("rsrefseg-b"), 1)
+            if preset:
+                model = load_model(preset).eval()
+                measure(preset, model, scene, work, args.repeats, fresh_load_seconds(preset))
+        if args.real_sizes:
+            # One 512² tile: each run pays SAM ViT-B and SigLIP so400m once (~25 s here).
+            tile = crop(args.scene, 512, work / "tile.tif")
+            model = real_size_model("rsrefseg-b")
+            measure("rsrefseg-b sizes, random weights, 512² crop", model, tile, work, 1, None)
 
 
 if __name__ == "__main__":
