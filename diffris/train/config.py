@@ -310,6 +310,17 @@ class TrainConfig(Config):
         if not 0 <= self.final_lr_ratio <= 1:
             raise InputError(f"final_lr_ratio {self.final_lr_ratio} must be in [0, 1]; e.g. 1e-3")
 
+    def warmup_warning(self) -> str | None:
+        """A sentence when the warm-up spans the whole run (the learning rate then never
+        reaches ``lr``: the recipe's 5-epoch warm-up on a short run), else None."""
+        if self.schedule is not Schedule.WARMUP_COSINE or self.warmup_epochs < self.epochs:
+            return None
+        return (
+            f"the warm-up of {self.warmup_epochs:g} epochs spans the whole {self.epochs}-epoch "
+            f"run, so the learning rate never reaches --lr {self.lr:g}; give --warmup-epochs "
+            f"{self.epochs / 10:g} (a tenth of the run) or --schedule poly"
+        )
+
     def micro_batches(self, world_size: int) -> int:
         """Micro-batches accumulated per optimiser step on each of ``world_size`` processes.
 

@@ -151,6 +151,8 @@ def prepare(
         launch = with_threads(launch, world)
     check_pretrained(config)
     check_cache_latents(config.preset, config.cache_latents)
+    if (warning := config.warmup_warning()) and not resume:
+        logger.warning(warning)
     train_set = open_split(config.dataset, config.data_root, config.train_split)
     if len(train_set) < config.batch_size:
         raise InputError(

@@ -145,3 +145,30 @@ def test_the_cli_loss_flag_beats_the_base_and_explicit_weights_beat_it() -> None
     assert build_config(base, {"preset": "tiny"}, "bce").bce_weight == 1.0
     no_preset = {"dataset": "synthetic", "data_root": "x"}
     assert build_config(no_preset, {}, "bce").to_dict()["dice_weight"] == 0.0
+
+
+def test_a_warm_up_spanning_the_whole_run_is_named_when_the_run_is_prepared(
+    tmp_path, caplog
+) -> None:
+    """RSRefSeg's recipe warms up for 5 epochs: on a 4-epoch run the learning rate would only
+    rise; the run still starts, and the log says so and how to fix it."""
+    from diffris.train.launch import prepare
+    from tests.train.helpers import quick_launch, write_small_dataset
+
+    short = TrainConfig(data_root="x", preset="rsrefseg-tiny", epochs=4)
+    assert "spans the whole 4-epoch run" in (short.warmup_warning() or "")
+    assert "--warmup-epochs 0.4" in (short.warmup_warning() or "")
+    assert TrainConfig(data_root="x", preset="rsrefseg-tiny", epochs=6).warmup_warning() is None
+    assert TrainConfig(data_root="x", preset="tiny", epochs=1).warmup_warning() is None
+    root = write_small_dataset(tmp_path / "data")
+    config = TrainConfig(
+        dataset="synthetic",
+        data_root=str(root),
+        preset="rsrefseg-tiny",
+        epochs=2,
+        batch_size=4,
+        image_size=64,
+    )
+    with caplog.at_level("WARNING", logger="diffris.train"):
+        prepare(config, tmp_path / "run", quick_launch(), resume=False, overwrite=False)
+    assert [r.getMessage() for r in caplog.records] == [config.warmup_warning()]
