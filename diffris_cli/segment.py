@@ -251,7 +251,9 @@ def segment(
     from diffris.inference.segment import open_scene
     from diffris_cli.progress import progress_bars
 
-    limit_threads(resolve_threads(threads))  # before the model loads: no oversubscribed pool
+    compute_threads = resolve_threads(threads)
+    limit_threads(compute_threads)  # before the model loads: no oversubscribed pool
+    log.info("%d compute thread(s)%s", compute_threads, "" if threads else " (--threads N pins it)")
     predictor, model_id = load_predictor(
         model,
         prompts,

@@ -11,16 +11,25 @@ convolutions, which that reorder dominates; ``python benchmarks/model_forward.py
 part in both layouts. Probabilities equal the contiguous path's to ~2e-7 (the same kernels'
 float sums in another order), far inside the 1e-5 that the tests hold it to; nothing else
 (precision, fused or compiled graphs) is changed, so the default stays exact.
+
+``--precision bf16`` stays an option: it pays on CPUs with bf16 instructions (AVX512-BF16, AMX);
+without them oneDNN converts every operand and a tile ran 2.5-2.9x slower than fp32 (both tiny
+models), which :func:`warn_if_slower` says once per run.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
+from diffris.devices import Precision
+
 if TYPE_CHECKING:
     from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
 
 Module = TypeVar("Module", bound="nn.Module")
 
@@ -52,3 +61,25 @@ def to_inference_layout(pixels: Tensor) -> Tensor:
     """(B, C, H, W) ``pixels`` in the layout :func:`prepare_for_inference` gave the weights of
     a model on their device (a no-op when they already are)."""
     return pixels.contiguous(memory_format=inference_memory_format(pixels.device))
+
+
+def native_bf16(device: torch.device) -> bool | None:
+    """Whether ``device`` computes bf16 natively: always off a CPU; on a CPU, AVX512-BF16 or
+    AMX (None where this PyTorch cannot tell)."""
+    if device.type != "cpu":
+        return True
+    capabilities = getattr(torch.cpu, "get_capabilities", None)
+    if capabilities is None:
+        return None
+    found = capabilities()
+    return bool(found.get("avx512_bf16") or found.get("amx_bf16"))
+
+
+def warn_if_slower(device: torch.device, precision: Precision) -> None:
+    """Log a warning when ``precision`` runs slower than fp32 here (bf16 on a CPU without
+    bf16 instructions); the run goes on as asked."""
+    if precision is Precision.BF16 and native_bf16(device) is False:
+        log.warning(
+            "--precision bf16 on a CPU without bf16 instructions (AVX512-BF16, AMX) runs about "
+            "2.5x slower than fp32, and is not exact; use --precision fp32 here"
+        )

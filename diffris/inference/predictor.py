@@ -17,7 +17,11 @@ import torch
 
 from diffris.data.prompts import Prompt
 from diffris.devices import Precision, autocast
-from diffris.inference.fast_path import prepare_for_inference, to_inference_layout
+from diffris.inference.fast_path import (
+    prepare_for_inference,
+    to_inference_layout,
+    warn_if_slower,
+)
 from diffris.models.interface import cat_rows, first_rows, select_rows
 
 if TYPE_CHECKING:
@@ -69,6 +73,7 @@ class ModelPredictor:
         self.model = prepare_for_inference(model, device)
         self.device = device
         self.precision = precision
+        warn_if_slower(device, precision)
         self.micro_batch = max(1, micro_batch or (1 if device.type == "cpu" else 8))
         self.prompts = list(prompts)
         texts = [prompt.text for prompt in self.prompts]

@@ -1,5 +1,7 @@
-"""The default inference path (channels_last on a CPU) gives the contiguous fp32 path's outputs."""
+"""The default inference path (channels_last on a CPU) gives the contiguous fp32 path's outputs;
+bf16 runs on a CPU for both models, and warns where it is slower."""
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,8 @@ import torch
 from rasterio.windows import Window
 
 from diffris.data.prompts import Prompt
-from diffris.inference.fast_path import prepare_for_inference
+from diffris.devices import Precision
+from diffris.inference.fast_path import native_bf16, prepare_for_inference, warn_if_slower
 from diffris.inference.predictor import ModelPredictor
 from diffris.models.loading import load_model
 
@@ -29,15 +32,19 @@ def _conv_weights(model: torch.nn.Module) -> list[torch.Tensor]:
     return [p for p in model.parameters() if p.dim() == 4 and p.shape[-1] > 1]
 
 
-def test_default_path_equals_contiguous_fp32_on_a_real_tile(model_preset, tile):
-    reference_model = load_model(model_preset)  # as built: contiguous fp32
+@pytest.fixture(scope="module")
+def expected(model_preset, tile) -> np.ndarray:
+    """(P, 512, 512) probabilities of the model as built: contiguous fp32, no predictor."""
+    reference_model = load_model(model_preset)
     assert all(w.is_contiguous() for w in _conv_weights(reference_model))
     with torch.inference_mode():
         pixels = reference_model.preprocess(torch.from_numpy(tile))
         text = reference_model.encode_text([p.text for p in PROMPTS])
         image = reference_model.encode_image(pixels.expand(len(PROMPTS), -1, -1, -1))
-        expected = torch.sigmoid(reference_model.decode(image, text))[:, 0].numpy()
+        return torch.sigmoid(reference_model.decode(image, text))[:, 0].numpy()
 
+
+def test_default_path_equals_contiguous_fp32_on_a_real_tile(model_preset, tile, expected):
     predictor = ModelPredictor(load_model(model_preset), PROMPTS, device=CPU)
     got = predictor.predict(tile)[0]
     # the default really is the other layout, not the reference path again
@@ -57,3 +64,26 @@ def test_preparing_keeps_every_weight_value(model_preset):
     after = prepared.state_dict()
     assert after.keys() == before.keys()
     assert all(torch.equal(after[name], value) for name, value in before.items())
+
+
+def test_bf16_runs_on_a_cpu_close_to_fp32(model_preset, tile, expected):
+    predictor = ModelPredictor(
+        load_model(model_preset), PROMPTS, device=CPU, precision=Precision.BF16
+    )
+    got = predictor.predict(tile)[0]
+    assert got.dtype == np.float32 and np.isfinite(got).all()
+    assert 0 < np.abs(got - expected).max() < 1e-2  # autocast really ran, and stays close
+
+
+def test_bf16_warns_only_on_a_cpu_without_bf16_instructions(caplog):
+    flags = set()
+    if Path("/proc/cpuinfo").is_file():
+        flags = set(" ".join(Path("/proc/cpuinfo").read_text().split("\n")).split())
+    if flags:
+        assert native_bf16(CPU) == bool(flags & {"avx512_bf16", "amx_bf16"})
+    with caplog.at_level(logging.WARNING, logger="diffris.inference.fast_path"):
+        warn_if_slower(CPU, Precision.FP32)
+        warn_if_slower(CPU, Precision.BF16)
+    warned = [record.getMessage() for record in caplog.records]
+    assert len(warned) == (1 if native_bf16(CPU) is False else 0)
+    assert all("--precision fp32" in message for message in warned)
