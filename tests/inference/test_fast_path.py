@@ -14,6 +14,7 @@ from diffris.data.prompts import Prompt
 from diffris.devices import Precision
 from diffris.inference.fast_path import native_bf16, prepare_for_inference, warn_if_slower
 from diffris.inference.predictor import ModelPredictor
+from diffris.models.fingerprint import module_digest
 from diffris.models.loading import load_model
 
 CPU = torch.device("cpu")
@@ -59,7 +60,9 @@ def test_default_path_equals_contiguous_fp32_on_a_real_tile(model_preset, tile, 
 def test_preparing_keeps_every_weight_value(model_preset):
     model = load_model(model_preset)
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    digest = module_digest(model)  # what backbone fingerprints hash
     prepared = prepare_for_inference(model, CPU)
+    assert module_digest(prepared) == digest
     assert prepared is model and not prepared.training
     after = prepared.state_dict()
     assert after.keys() == before.keys()
