@@ -57,8 +57,8 @@ class ModelPredictor:
 
     Floating-point results depend on the shapes a kernel sees and, on a CPU, on the number of
     threads; fixing the micro-batch makes outputs bit-identical whatever ``--batch-size``, and
-    fixing the thread count (``--threads``) makes them identical whatever the
-    number of workers.
+    fixing the thread count (``--threads``) makes them identical whatever the number of
+    workers.
     """
 
     def __init__(
