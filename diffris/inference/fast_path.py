@@ -7,14 +7,14 @@ tile predictor and ``diffris evaluate`` call them; a GPU path adds its own choic
 On a CPU the layout is ``channels_last`` (NHWC): oneDNN's convolutions read it directly, where a
 contiguous (NCHW) tensor is reordered to a blocked layout and back around every convolution. A
 512² tile of ``tiny`` spends half its time in the VAE encoder's narrow full-resolution
-convolutions, which that reorder dominates; ``python benchmarks/model_forward.py`` measures each
-part in both layouts. Probabilities equal the contiguous path's to ~2e-7 (the same kernels'
+convolutions, where that reorder costs most: channels_last ran it 1.3x faster and the whole tile
+1.2x (``python benchmarks/model_forward.py`` measures each part in both layouts). Probabilities equal the contiguous path's to ~2e-7 (the same kernels'
 float sums in another order), far inside the 1e-5 that the tests hold it to; nothing else
 (precision, fused or compiled graphs) is changed, so the default stays exact.
 
-``--precision bf16`` stays an option: it pays on CPUs with bf16 instructions (AVX512-BF16, AMX);
-without them oneDNN converts every operand and a tile ran 2.5-2.9x slower than fp32 (both tiny
-models), which :func:`warn_if_slower` says once per run.
+``--precision bf16`` stays an option, for CPUs with bf16 instructions (AVX512-BF16, AMX; not
+measured here): without them every operand is converted and a tile ran 2.5-2.9x slower than
+fp32 (both tiny models), which :func:`warn_if_slower` says when a run starts.
 """
 
 from __future__ import annotations
