@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -52,6 +51,7 @@ def _backend(workers: int, gpus: int, scheduler: str | None, threads: int | None
     from diffris.archive.backends import InlineBackend
     from diffris.archive.dask_backend import DaskBackend
     from diffris.archive.pool import ProcessPoolBackend
+    from diffris.cpu_threads import default_threads, resolve_threads
 
     if scheduler:
         return DaskBackend(
@@ -60,12 +60,14 @@ def _backend(workers: int, gpus: int, scheduler: str | None, threads: int | None
             gpu=gpus > 0,
             threads=None if gpus else threads or 1,
         )
+    # as segment's --threads: never more than the CPUs this process may use and finds idle,
+    # shared among the local workers (a remote dask cluster's CPUs are not ours to count)
     if gpus > 0:
-        return ProcessPoolBackend(gpus, devices=[f"cuda:{i}" for i in range(gpus)], threads=threads)
+        per_gpu = threads or default_threads(processes=gpus)
+        return ProcessPoolBackend(gpus, devices=[f"cuda:{i}" for i in range(gpus)], threads=per_gpu)
     if workers > 1:
-        per_worker = threads or max(1, (os.cpu_count() or 1) // workers)
-        return ProcessPoolBackend(workers, threads=per_worker)
-    return InlineBackend(device, threads=threads)
+        return ProcessPoolBackend(workers, threads=threads or default_threads(processes=workers))
+    return InlineBackend(device, threads=resolve_threads(threads))
 
 
 @user_errors
@@ -122,7 +124,10 @@ def archive(
         typer.Option(
             "--threads",
             min=1,
-            help="torch threads per worker; fix it for bit-identical outputs across worker counts.",
+            help="torch threads per worker. Default: the CPUs this process may use (affinity, "
+            "cgroup quota) that the load average leaves idle, shared among the workers, at least "
+            "1. Fix it for bit-identical outputs across worker counts and machines.",
+            show_default=False,
         ),
     ] = None,
     retries: Annotated[

@@ -20,6 +20,7 @@ from diffris_cli.options import (
     PrecisionOption,
     PretrainedOption,
     QuietOption,
+    ThreadsOption,
 )
 from diffris_cli.parsing import parse_enum
 
@@ -80,6 +81,7 @@ def evaluate_command(
     ] = 0,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
+    threads: ThreadsOption = None,
     limit: Annotated[
         int | None,
         typer.Option("--limit", min=1, help="Score only the first N samples of the split."),
@@ -147,6 +149,9 @@ def evaluate_command(
         limit=limit,
         gallery=gallery if report is not None else 0,
     )
+    from diffris.cpu_threads import limit_threads, resolve_threads
+
+    limit_threads(resolve_threads(threads))
     with progress_bars("samples", quiet=quiet or as_json) as progress_for:
         result = evaluate(
             dataset,

@@ -174,3 +174,14 @@ HolesOption = Annotated[
         help="Keep the polygons' holes, or fill every hole that holds no nodata.",
     ),
 ]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="CPU compute threads (torch, OpenMP). Default: $OMP_NUM_THREADS, else one per physical core, "
+        "at most the CPUs this process may use (affinity, cgroup quota) that the load average "
+        "leaves idle, at least 1. Fix it for bit-identical outputs across machines and runs.",
+        show_default=False,
+    ),
+]

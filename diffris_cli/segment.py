@@ -36,6 +36,7 @@ from diffris_cli.options import (
     SimplifyOption,
     StacOption,
     StretchOption,
+    ThreadsOption,
     ThresholdOption,
     TileOption,
     VectorFormatOption,
@@ -102,6 +103,7 @@ def segment(
     batch_size: BatchSizeOption = 4,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
+    threads: ThreadsOption = None,
     bands: BandsOption = None,
     nodata: NodataOption = None,
     stretch: StretchOption = None,
@@ -241,6 +243,7 @@ def segment(
         if plan.exit_code:
             raise typer.Exit(plan.exit_code)
         return
+    from diffris.cpu_threads import limit_threads, resolve_threads
     from diffris.devices import Precision
     from diffris.geo.preview import write_preview
     from diffris.inference.loading import load_predictor
@@ -248,6 +251,9 @@ def segment(
     from diffris.inference.segment import open_scene
     from diffris_cli.progress import progress_bars
 
+    compute_threads = resolve_threads(threads)
+    limit_threads(compute_threads)  # before the model loads: no oversubscribed pool
+    log.info("%d compute thread(s)%s", compute_threads, "" if threads else " (--threads N pins it)")
     predictor, model_id = load_predictor(
         model,
         prompts,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from diffris.archive.jobs import SceneJob, SceneOutcome, SceneProcessor
+from diffris.cpu_threads import limit_threads
 from diffris.errors import DiffrisError
 
 __all__ = [
@@ -99,21 +99,6 @@ def one_line(err: BaseException) -> str:
     """``Type: message`` on one line (DiffrisError messages are already one line)."""
     text = " ".join(str(err).split()) or repr(err)
     return text if isinstance(err, DiffrisError) else f"{type(err).__name__}: {text}"
-
-
-def limit_threads(threads: int | None) -> None:
-    """Cap this process's compute threads (torch, OpenMP, BLAS) so workers don't oversubscribe.
-
-    Environment variables only help before torch/numpy start their pools, so workers call this
-    first thing; torch's own setting is applied too when torch is already imported.
-    """
-    if threads is None:
-        return
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[variable] = str(threads)
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(threads)
 
 
 class InlineBackend:

@@ -381,10 +381,12 @@ def _score_model_on(
     progress: ProgressFn | None,
 ) -> tuple[MetricAccumulator, PredictionFn, torch.device]:
     """Load the model, score ``indices`` and feed the gallery; see :func:`evaluate`."""
+    from diffris.inference.fast_path import prepare_for_inference, warn_if_slower
     from diffris.models.loading import load_model
 
     device = resolve_device(options.device)
-    network = load_model(model, pretrained=pretrained, device=device)
+    network = prepare_for_inference(load_model(model, pretrained=pretrained, device=device), device)
+    warn_if_slower(device, Precision(options.precision))
     resolution = Resolution(options.resolution)
 
     def keep(logits: torch.Tensor, j: int) -> Any:

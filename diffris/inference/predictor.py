@@ -17,6 +17,11 @@ import torch
 
 from diffris.data.prompts import Prompt
 from diffris.devices import Precision, autocast
+from diffris.inference.fast_path import (
+    prepare_for_inference,
+    to_inference_layout,
+    warn_if_slower,
+)
 from diffris.models.interface import cat_rows, first_rows, select_rows
 
 if TYPE_CHECKING:
@@ -40,7 +45,8 @@ class ModelPredictor:
     """A :class:`TilePredictor` backed by a referring model of any architecture.
 
     Args:
-        model: the model; moved to ``device`` and put in eval mode.
+        model: the model; moved to ``device``, in eval mode and in the layout that runs
+            fastest there (:func:`~diffris.inference.fast_path.prepare_for_inference`).
         prompts: the prompts of this run; their text features are computed here, once.
         device: where to run.
         precision: autocast precision of the image encoding and the decode.
@@ -51,8 +57,8 @@ class ModelPredictor:
 
     Floating-point results depend on the shapes a kernel sees and, on a CPU, on the number of
     threads; fixing the micro-batch makes outputs bit-identical whatever ``--batch-size``, and
-    fixing the thread count (the archive's ``--threads``) makes them identical whatever the
-    number of workers.
+    fixing the thread count (``--threads``) makes them identical whatever the number of
+    workers.
     """
 
     def __init__(
@@ -64,9 +70,10 @@ class ModelPredictor:
         precision: Precision = Precision.FP32,
         micro_batch: int | None = None,
     ) -> None:
-        self.model = model.to(device).eval()
+        self.model = prepare_for_inference(model, device)
         self.device = device
         self.precision = precision
+        warn_if_slower(device, precision)
         self.micro_batch = max(1, micro_batch or (1 if device.type == "cpu" else 8))
         self.prompts = list(prompts)
         texts = [prompt.text for prompt in self.prompts]
@@ -96,9 +103,8 @@ class ModelPredictor:
             (B, P, T, T) float32 probabilities in [0, 1].
         """
         batch, prompts = tiles.shape[0], self.prompt_count
-        pixels = self.model.preprocess(torch.from_numpy(np.ascontiguousarray(tiles))).to(
-            self.device
-        )
+        pixels = self.model.preprocess(torch.from_numpy(np.ascontiguousarray(tiles)))
+        pixels = to_inference_layout(pixels.to(self.device))
         image = self._encode_in_chunks(pixels)
         tile_index = torch.arange(batch, device=self.device).repeat_interleave(prompts)
         prompt_index = torch.arange(prompts, device=self.device).repeat(batch)
