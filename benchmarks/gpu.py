@@ -1,4 +1,4 @@
-"""GPU throughput of ``segment``'s tile path and of training, at SD-1.5 and RSRefSeg-b sizes.
+r"""GPU throughput of ``segment``'s tile path and of training, at SD-1.5 and RSRefSeg-b sizes.
 
 Runs on a CUDA machine with no network and no weights: ``sd15`` (DiffRIS on Stable Diffusion
 1.5 + CLIP ViT-L/14) and ``rsrefseg-b`` (SigLIP so400m + SAM ViT-B) are built from their configs
@@ -9,29 +9,42 @@ on the ``meta`` device and filled with random weights on the GPU, as ``prompt_co
 2. the FLOPs of one 512² tile, counted with ``torch.utils.flop_counter.FlopCounterMode``: text
    per prompt, image features per tile, decode per (tile, prompt) (the issue's figure for
    DiffRIS: 1,933 GFLOP per tile with one prompt);
-3. tiles/s of ``ModelPredictor.predict`` (what ``segment`` calls per batch of tiles) on uint8
-   batches of 512² tiles, at bf16 and fp16 with 1 and 8 prompts: ms per tile, TFLOP/s reached
+3. tiles/s of ``ModelPredictor.predict`` (what ``segment`` calls per batch of tiles: the
+   model's share of a run; reading and writing run beside it on the CPU) on uint8 batches of
+   512² tiles, at bf16 and fp16 with 1 and 8 prompts: ms per tile, TFLOP/s reached
    and its share of the nominal peak (``--peak-tflops``, default 790: the issue's H100/H200 bf16
    dense figure; the SXM datasheets say 989) and of the measured matmul, peak GPU memory
    (``torch.cuda.max_memory_allocated``, weights included) and the host syncs of one batch
-   (``torch.cuda.set_sync_debug_mode``: 1 is the copy-out the caller waits for). Two extra sd15
-   rows: NCHW instead of the predictor's channels-last on CUDA, and ``segment``'s default
-   ``--batch-size 4`` (the GPU micro-batch is 8: each encode then pads 4 tiles to 8);
+   (``torch.cuda.set_sync_debug_mode``: 1 is the copy-out the caller waits for). Three extra
+   rows for the first model: NCHW instead of the predictor's channels-last on CUDA,
+   ``segment``'s default ``--batch-size 4`` (the GPU micro-batch is 8: each encode then pads 4
+   tiles to 8), and batch 4 in micro-batches of 4;
 4. training samples/s (``diffris.train.train``, sd15, global batch 8, bf16) with and without
    ``--cache-latents``, from the wall time between step events (the step's loss read is its
    sync); the random SD-1.5 is written once as a diffusers folder and loaded by the trainer.
 
-Prints one table per part and, with ``--json PATH``, writes them all as JSON.
+Prints one table per part and, with ``--json PATH``, writes them all as JSON (saved after
+each part, so a run cut short keeps what it measured). A part that fails is reported (a
+``FAILED`` line, ``errors`` in the JSON, exit status 1) and the next part still runs.
 
-On a lent machine (one H100/H200), from the repository root::
+On a lent machine (one H100/H200, CUDA PyTorch, the project installed), from the repository
+root::
 
-    python benchmarks/gpu.py --json gpu.json                 # ~3-5 min, builds included
-    python benchmarks/gpu.py --compile --models sd15 --precisions bf16 --json gpu-compiled.json
+    timeout 480 python benchmarks/gpu.py --json gpu.json
 
-The second adds ``torch.compile`` (:mod:`diffris.models.compiling`; its first batches, which
-compile, are timed apart) and takes a few minutes more per model and precision. Each setting
-is timed for ``--budget-s`` seconds (default 3) after its warm-up batches. ``--device cpu
---smoke`` runs the same code on the tiny presets with small tiles in seconds (the test does).
+Expected: 3-5 minutes on one H200 (an estimate until it has run), of which about half is the
+training part (a 4 GB random SD-1.5 folder written, then loaded and fingerprinted by each of its
+two runs); ``--no-train`` leaves it out. Then, if time is left::
+
+    timeout 480 python benchmarks/gpu.py --compile --models sd15 --precisions bf16 --no-train \
+        --json gpu-compiled.json
+
+adds ``torch.compile`` (:mod:`diffris.models.compiling`): the first two batches of each
+precision compile (``warmup_s`` in the JSON) and are not timed; expect a few minutes of
+compilation. Each setting is timed for ``--budget-s`` seconds (default 3, at least 3 batches)
+after its warm-up. ``--device cpu --smoke`` runs the same code on the tiny presets (64² tiles,
+bf16, 1 and 2 prompts, 3 training steps at 64²) in well under a minute;
+``tests/benchmarks/test_gpu_script.py`` runs it.
 """
 
 from __future__ import annotations
@@ -62,10 +75,12 @@ PROMPTS = [
 ]
 
 
-def _layouts() -> dict[Any, str]:
+def layout_of(model) -> str:
+    """``NHWC`` when the model's convolution weights are channels-last, else ``NCHW``."""
     import torch
 
-    return {torch.contiguous_format: "NCHW", torch.channels_last: "NHWC"}
+    weight = next(p for p in model.parameters() if p.dim() == 4 and min(p.shape[1:]) > 1)
+    return "NHWC" if weight.is_contiguous(memory_format=torch.channels_last) else "NCHW"
 
 
 @dataclass(frozen=True)
@@ -205,6 +220,7 @@ def time_segment(
     flops: dict[str, float],
     *,
     batch: int | None = None,
+    micro_batch: int | None = None,
     layout: str = "default",
     ceiling: float,
 ) -> dict[str, Any]:
@@ -218,7 +234,6 @@ def time_segment(
 
     device = torch.device(setup.device)
     batch = batch or setup.batch
-    layouts = _layouts()
     rng = np.random.default_rng(0)
     batches = [
         rng.integers(0, 256, (batch, 3, setup.tile, setup.tile), dtype=np.uint8) for _ in range(4)
@@ -230,7 +245,7 @@ def time_segment(
         prompts_from_texts(PROMPTS[:prompts]),
         device=device,
         precision=Precision(precision),
-        micro_batch=setup.micro_batch,
+        micro_batch=micro_batch or setup.micro_batch,
     )
     if layout == "NCHW":  # the comparison row: the predictor's CUDA default undone
         model.to(memory_format=torch.contiguous_format)
@@ -255,8 +270,9 @@ def time_segment(
         "model": preset,
         "precision": precision,
         "prompts": prompts,
-        "layout": layouts[predictor.memory_format],
+        "layout": layout_of(model),
         "batch": batch,
+        "micro_batch": predictor.micro_batch,
         "tiles_per_s": round(tiles_per_s, 3),
         "ms_per_tile": round(1e3 / tiles_per_s, 2),
         "tflops": round(tflops, 4),
@@ -304,6 +320,10 @@ def measure_model(preset: str, setup: Setup, report: Report) -> None:
         for extra in (
             {"layout": "NCHW"} if device.type == "cuda" else {},
             {"batch": max(1, setup.micro_batch // 2)},
+            {
+                "batch": max(1, setup.micro_batch // 2),
+                "micro_batch": max(1, setup.micro_batch // 2),
+            },
         ):
             if extra:
                 row = time_segment(
@@ -452,6 +472,7 @@ def print_tables(report: Report, setup: Setup) -> None:
         "P",
         "layout",
         "batch",
+        "micro",
         "tiles/s",
         "ms/tile",
         "TFLOP/s",
@@ -460,7 +481,7 @@ def print_tables(report: Report, setup: Setup) -> None:
         "peak GiB",
         "syncs",
     )
-    widths = (13, 4, 2, 6, 5, 8, 8, 8, 6, 8, 8, 5)
+    widths = (13, 4, 2, 6, 5, 5, 8, 8, 8, 6, 8, 8, 5)
     print(" | ".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True)))
     for row in report.segment:
         cells = (
@@ -469,6 +490,7 @@ def print_tables(report: Report, setup: Setup) -> None:
             row["prompts"],
             row["layout"],
             row["batch"],
+            row["micro_batch"],
             f"{row['tiles_per_s']:.2f}",
             f"{row['ms_per_tile']:.1f}",
             f"{row['tflops']:.3g}",
@@ -478,17 +500,18 @@ def print_tables(report: Report, setup: Setup) -> None:
             "-" if row["syncs_per_batch"] is None else row["syncs_per_batch"],
         )
         print(" | ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
-    print()
-    print(
-        f"{'training':<17} | {'latents':>7} | {'samples/s':>9} | {'ms/step':>8} | "
-        f"{'run s':>6} | {'peak GiB':>8}   (global batch 8, bf16)"
-    )
-    for row in report.training:
-        peak = "-" if row["peak_gib"] is None else f"{row['peak_gib']:.1f}"
+    if report.training:
+        print()
         print(
-            f"{row['model']:<17} | {row['latents']:>7} | {row['samples_per_s']:>9.2f} | "
-            f"{row['ms_per_step']:>8.1f} | {row['run_s']:>6.1f} | {peak:>8}"
+            f"{'training':<17} | {'latents':>7} | {'samples/s':>9} | {'ms/step':>8} | "
+            f"{'run s':>6} | {'peak GiB':>8}   (global batch 8, bf16)"
         )
+        for row in report.training:
+            peak = "-" if row["peak_gib"] is None else f"{row['peak_gib']:.1f}"
+            print(
+                f"{row['model']:<17} | {row['latents']:>7} | {row['samples_per_s']:>9.2f} | "
+                f"{row['ms_per_step']:>8.1f} | {row['run_s']:>6.1f} | {peak:>8}"
+            )
     for error in report.errors:
         print(f"FAILED {error}")
     print(f"\ntotal {env['total_s']:.0f} s")

@@ -38,11 +38,20 @@ def test_smoke_run_prints_every_table_and_writes_them_as_json(tmp_path):
     models = ["tiny", "rsrefseg-tiny"]
     assert [row["model"] for row in report["flops"]] == models
     assert all(row["image"] > 0 and row["decode"] > 0 for row in report["flops"])
-    settings = {(row["model"], row["prompts"], row["batch"]) for row in report["segment"]}
-    assert settings == {("tiny", 1, 2), ("tiny", 2, 2), ("tiny", 1, 1)} | {
-        ("rsrefseg-tiny", 1, 2),
-        ("rsrefseg-tiny", 2, 2),
-    }
+    settings = [
+        (row["model"], row["prompts"], row["batch"], row["micro_batch"])
+        for row in report["segment"]
+    ]
+    # (model, prompts, batch, micro-batch): 1 and 2 prompts, then the first model's batch of
+    # half a micro-batch, padded and not (the NCHW row is CUDA's alone)
+    assert settings == [
+        ("tiny", 1, 2, 2),
+        ("tiny", 2, 2, 2),
+        ("tiny", 1, 1, 2),
+        ("tiny", 1, 1, 1),
+        ("rsrefseg-tiny", 1, 2, 2),
+        ("rsrefseg-tiny", 2, 2, 2),
+    ]
     assert all(row["tiles_per_s"] > 0 and row["tflops"] > 0 for row in report["segment"])
     assert {row["latents"] for row in report["training"]} == {"VAE", "cached"}
     assert all(row["samples_per_s"] > 0 for row in report["training"])
