@@ -51,17 +51,17 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from gpu_report import Report, Setup, print_tables, save
+from gpu_training import measure_training
 
 PROMPTS = [
     "the red roofs",
@@ -81,41 +81,6 @@ def layout_of(model) -> str:
 
     weight = next(p for p in model.parameters() if p.dim() == 4 and min(p.shape[1:]) > 1)
     return "NHWC" if weight.is_contiguous(memory_format=torch.channels_last) else "NCHW"
-
-
-@dataclass(frozen=True)
-class Setup:
-    """What one run measures (``--smoke`` swaps in the tiny presets and small sizes)."""
-
-    device: str
-    models: tuple[str, ...]
-    precisions: tuple[str, ...]
-    prompt_counts: tuple[int, ...]
-    tile: int
-    batch: int
-    micro_batch: int
-    budget_s: float
-    min_batches: int
-    warmup: int
-    compile: bool
-    peak_tflops: float
-    matmul_n: int
-    tiny_backbone: bool
-    train_size: int
-    train_steps: int
-    extra_rows: bool
-
-
-@dataclass
-class Report:
-    """Everything measured, as printed and as written with ``--json``."""
-
-    environment: dict[str, Any] = field(default_factory=dict)
-    matmul_tflops: dict[str, float] = field(default_factory=dict)
-    flops: list[dict[str, Any]] = field(default_factory=list)
-    segment: list[dict[str, Any]] = field(default_factory=list)
-    training: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
 
 
 def synchronize(device) -> None:
@@ -345,178 +310,6 @@ def print_progress(row: dict[str, Any]) -> None:
     )
 
 
-def write_random_sd(folder: Path, device, *, tiny: bool) -> Path:
-    """A diffusers-layout Stable Diffusion folder with the classes' random initialisation: at
-    SD-1.5's sizes, or (``tiny``) the tiny preset's, which load through the same ``sd15`` path."""
-    import torch
-
-    from diffris.models.diffris.backbone import save_sd_components
-    from diffris.models.diffris.components import components_from_configs, sd15_component_configs
-    from diffris.models.diffris.tiny import tiny_component_configs
-
-    configs = tiny_component_configs() if tiny else sd15_component_configs()
-    with torch.device(device):
-        components = components_from_configs(configs)
-    return save_sd_components(components, folder)
-
-
-def measure_training(setup: Setup, work: Path, report: Report) -> None:
-    """Samples/s of ``diffris.train.train`` at global batch 8, with and without cached latents."""
-    import torch
-
-    from diffris.data.synthetic import write_dataset
-    from diffris.devices import Precision
-    from diffris.train import LaunchOptions, TrainConfig, train
-
-    device = torch.device(setup.device)
-    cuda = device.type == "cuda"
-    started = time.perf_counter()
-    samples = 8 * (setup.train_steps + 2)
-    root = work / "data"
-    write_dataset(
-        root,
-        layout="risbench",
-        samples=samples + 8,
-        splits=(samples, 4, 4),
-        size=setup.train_size,
-        seed=0,
-    )
-    pretrained = str(write_random_sd(work / "sd15", device, tiny=setup.tiny_backbone))
-    heads: dict[str, Any] = {}
-    if setup.tiny_backbone:  # the tiny preset's heads too: seconds, not minutes, on a CPU
-        from diffris.models.diffris.tiny import tiny_head_configs
-
-        heads = dict(zip(("cp_adapter", "pcmrd"), tiny_head_configs(), strict=True))
-    prepared = time.perf_counter() - started
-    for cache in (False, True):
-        config = TrainConfig(
-            dataset="synthetic",
-            data_root=str(root),
-            preset="sd15",
-            pretrained=pretrained,
-            epochs=1000,
-            batch_size=8,
-            device_batch=8,
-            image_size=setup.train_size,
-            precision=Precision.BF16,
-            cache_latents=cache,
-            val_split="",
-            **heads,
-        )
-        launch = LaunchOptions(
-            gpus=1 if cuda else 0,
-            workers=min(4, os.cpu_count() or 1) if cuda else 0,
-            threads=None if cuda else 1,
-            save_every=0,
-            max_steps=setup.train_steps,
-        )
-        stamps: list[float] = []
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-        result = train(
-            config,
-            work / f"run-{cache}",
-            launch=launch,
-            overwrite=True,
-            on_event=functools.partial(_stamp, stamps),
-        )
-        steps = [b - a for a, b in zip(stamps[:-1], stamps[1:], strict=False)][1:]  # 3rd on
-        step_s = statistics.median(steps) if steps else float("nan")
-        report.training.append(
-            {
-                "model": "sd15" + (" (tiny sizes)" if setup.tiny_backbone else ""),
-                "latents": "cached" if cache else "VAE",
-                "samples_per_s": round(8 / step_s, 2),
-                "ms_per_step": round(1e3 * step_s, 1),
-                "steps_timed": len(steps),
-                "run_s": result.seconds,
-                "peak_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
-                if cuda
-                else None,
-            }
-        )
-    report.environment["training_setup_s"] = round(prepared, 1)
-
-
-def _stamp(stamps: list[float], _event: object) -> None:
-    """Note when a training event arrived (a step's end: its loss was read, so it is done)."""
-    stamps.append(time.perf_counter())
-
-
-def print_tables(report: Report, setup: Setup) -> None:
-    """The run's tables, as README would carry them."""
-    env = report.environment
-    print(
-        f"{env['device_name']} ({setup.device}), torch {env['torch']}, tile {setup.tile}², "
-        f"batch {setup.batch}, micro-batch {setup.micro_batch}"
-        f"{', torch.compile' if setup.compile else ''}"
-    )
-    matmul = ", ".join(f"{k} {v:.3g}" for k, v in report.matmul_tflops.items())
-    print(f"matmul {setup.matmul_n}³: {matmul} TFLOP/s; nominal peak {setup.peak_tflops:g}")
-    kinds = env.get("attention", {}).items()
-    print("attention: " + "; ".join(f"{m}: {', '.join(k)}" for m, k in kinds))
-    print()
-    print(
-        f"{'model':<13} | {'text/prompt':>11} | {'image/tile':>10} | {'decode/pair':>11} | "
-        f"{'tile, 1 prompt':>14}  (GFLOP)"
-    )
-    for row in report.flops:
-        print(
-            f"{row['model']:<13} | {row['text']:>11.2f} | {row['image']:>10.2f} | "
-            f"{row['decode']:>11.2f} | {row['tile_1_prompt']:>14.2f}"
-        )
-    print()
-    heads = (
-        "model",
-        "prec",
-        "P",
-        "layout",
-        "batch",
-        "micro",
-        "tiles/s",
-        "ms/tile",
-        "TFLOP/s",
-        "% peak",
-        "% matmul",
-        "peak GiB",
-        "syncs",
-    )
-    widths = (13, 4, 2, 6, 5, 5, 8, 8, 8, 6, 8, 8, 5)
-    print(" | ".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True)))
-    for row in report.segment:
-        cells = (
-            row["model"],
-            row["precision"],
-            row["prompts"],
-            row["layout"],
-            row["batch"],
-            row["micro_batch"],
-            f"{row['tiles_per_s']:.2f}",
-            f"{row['ms_per_tile']:.1f}",
-            f"{row['tflops']:.3g}",
-            f"{row['pct_of_peak']:.1f}",
-            f"{row['pct_of_matmul']:.1f}",
-            "-" if row["peak_gib"] is None else f"{row['peak_gib']:.1f}",
-            "-" if row["syncs_per_batch"] is None else row["syncs_per_batch"],
-        )
-        print(" | ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
-    if report.training:
-        print()
-        print(
-            f"{'training':<17} | {'latents':>7} | {'samples/s':>9} | {'ms/step':>8} | "
-            f"{'run s':>6} | {'peak GiB':>8}   (global batch 8, bf16)"
-        )
-        for row in report.training:
-            peak = "-" if row["peak_gib"] is None else f"{row['peak_gib']:.1f}"
-            print(
-                f"{row['model']:<17} | {row['latents']:>7} | {row['samples_per_s']:>9.2f} | "
-                f"{row['ms_per_step']:>8.1f} | {row['run_s']:>6.1f} | {peak:>8}"
-            )
-    for error in report.errors:
-        print(f"FAILED {error}")
-    print(f"\ntotal {env['total_s']:.0f} s")
-
-
 def parse_setup(argv: list[str] | None) -> tuple[Setup, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (with --smoke)")
@@ -625,12 +418,6 @@ def run_part(name: str, part: Any, report: Report, began: float, path: Path | No
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     save(report, path)
-
-
-def save(report: Report, path: Path | None) -> None:
-    """Write ``report`` as JSON to ``path`` (if given)."""
-    if path is not None:
-        path.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
