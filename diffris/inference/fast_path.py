@@ -37,10 +37,11 @@ Module = TypeVar("Module", bound="nn.Module")
 def inference_memory_format(device: torch.device) -> torch.memory_format:
     """The layout of 4-D weights and activations that runs fastest on ``device``.
 
-    ``channels_last`` on a CPU (see the module docstring); elsewhere ``contiguous_format``,
-    PyTorch's default, until a layout is measured there.
+    ``channels_last`` on a CPU (see the module docstring) and on CUDA, the layout cuDNN's
+    tensor-core convolutions run natively (eager GroupNorm still works in NCHW there and
+    converts: ``benchmarks/gpu.py`` measures both layouts); elsewhere ``contiguous_format``.
     """
-    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    return torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
 
 
 def prepare_for_inference(model: Module, device: torch.device) -> Module:

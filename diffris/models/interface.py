@@ -167,8 +167,14 @@ class ReferringModel(Protocol):
 def select_rows(features: ImageFeatures, index: Tensor) -> ImageFeatures:
     """Rows ``index`` of image features (a tensor or a tuple of tensors)."""
     if isinstance(features, tuple):
-        return tuple(part.index_select(0, index.to(part.device)) for part in features)
-    return features.index_select(0, index.to(features.device))
+        return tuple(part.index_select(0, index_on(part.device, index)) for part in features)
+    return features.index_select(0, index_on(features.device, index))
+
+
+def index_on(device: torch.device, index: Tensor) -> Tensor:
+    """``index`` on ``device``; from the host without waiting for the device (a blocking
+    host-to-device copy would wait for every kernel queued before it)."""
+    return index.to(device, non_blocking=index.device.type == "cpu")
 
 
 def cat_rows(chunks: Sequence[ImageFeatures]) -> ImageFeatures:

@@ -13,6 +13,8 @@ from typing import Self
 import torch
 from torch import Tensor
 
+from diffris.models.interface import index_on
+
 
 @dataclasses.dataclass(frozen=True)
 class PromptRows:
@@ -34,7 +36,7 @@ class PromptRows:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, Tensor):
-                changes[field.name] = value.index_select(0, index.to(value.device))
+                changes[field.name] = value.index_select(0, index_on(value.device, index))
             elif isinstance(value, list):
                 changes[field.name] = [value[i] for i in picked]
         return dataclasses.replace(self, **changes)

@@ -316,7 +316,10 @@ class PCMRD(nn.Module):
             )
         if len(output_size) != 2 or min(output_size) < 1:
             raise InputError(f"PCMRD output_size={tuple(output_size)} must be two positive ints")
-        if not bool(text_mask.to(torch.bool).any(dim=1).all()):
+        # read on the host only: on a device the check would wait for every queued kernel, once
+        # per decode (the CP-adapter checked the same mask when the prompts were encoded)
+        on_host = text_mask.device.type == "cpu"
+        if on_host and not bool(text_mask.to(torch.bool).any(dim=1).all()):
             raise InputError(
                 "PCMRD got a text mask with no real token in some sequence; "
                 "pass the tokenizer's attention_mask (True/1 = real token)"

@@ -186,7 +186,8 @@ class RSRefSeg(nn.Module):
 
         Returns:
             ``(sam_embedding (B, C, 64, 64), clip_map (B, D, g, g), size (B, 2) int64 (H, W))``;
-            the size rides along so that :meth:`decode` returns logits at the input size.
+            the size rides along, on the host, so that :meth:`decode` returns logits at the
+            input size.
             Differentiable in the LoRA weights.
         """
         self._check_pixels(pixels)
@@ -197,7 +198,8 @@ class RSRefSeg(nn.Module):
         tokens = self.siglip.vision_model(pixel_values=clip_in).last_hidden_state
         side = math.isqrt(tokens.shape[1])
         clip_map = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
-        size = torch.tensor([list(pixels.shape[-2:])], dtype=torch.int64, device=pixels.device)
+        # on the host: decode reads it as Python ints, which on a device would wait for it
+        size = torch.tensor([list(pixels.shape[-2:])], dtype=torch.int64)
         return embedding, clip_map, size.expand(pixels.shape[0], 2)
 
     def decode(self, image: RSRefSegImageFeatures, text: SiglipTextFeatures) -> Tensor:
@@ -378,6 +380,8 @@ def _resize_normalise(
     """[0, 1] pixels resized (bilinear, aspect not kept) to ``side``² and normalised."""
     if unit.shape[-2:] != (side, side):
         unit = F.interpolate(unit, size=(side, side), mode="bilinear", align_corners=False)
-    mean_t = torch.tensor(mean, dtype=unit.dtype, device=unit.device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=unit.dtype, device=unit.device).view(1, 3, 1, 1)
+    # built on the host and sent without waiting (torch.tensor(device=...) would block on it)
+    mean_t = torch.tensor(mean, dtype=unit.dtype).to(unit.device, non_blocking=True)
+    std_t = torch.tensor(std, dtype=unit.dtype).to(unit.device, non_blocking=True)
+    mean_t, std_t = mean_t.view(1, 3, 1, 1), std_t.view(1, 3, 1, 1)
     return (unit - mean_t) / std_t
