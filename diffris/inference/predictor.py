@@ -20,6 +20,8 @@ from diffris.devices import Precision, autocast
 from diffris.models.interface import cat_rows, first_rows, select_rows
 
 if TYPE_CHECKING:
+    from diffris.inference.feature_cache import FeatureCacheOptions
+    from diffris.inference.feature_cache.cache import BatchFeatures
     from diffris.models.interface import ImageFeatures, ReferringModel
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ class ModelPredictor:
             None picks 1 on a CPU (as fast as larger batches there) and 8 on a GPU. Every call
             has exactly this shape (the last chunk is padded), so the output does not depend
             on how many tiles a caller passes at once.
+        feature_cache: keep each tile's image features in this cache and read them back in
+            later runs (:mod:`diffris.inference.feature_cache`); None keeps nothing.
 
     Floating-point results depend on the shapes a kernel sees and, on a CPU, on the number of
     threads; fixing the micro-batch makes outputs bit-identical whatever ``--batch-size``, and
@@ -63,6 +67,7 @@ class ModelPredictor:
         device: torch.device,
         precision: Precision = Precision.FP32,
         micro_batch: int | None = None,
+        feature_cache: FeatureCacheOptions | None = None,
     ) -> None:
         self.model = model.to(device).eval()
         self.device = device
@@ -80,17 +85,26 @@ class ModelPredictor:
                 )
         with torch.inference_mode(), autocast(device, precision):
             self.text = model.encode_text(tokens)
+        self.feature_cache = None
+        if feature_cache is not None:
+            from diffris.inference.feature_cache import FeatureCache
+
+            self.feature_cache = FeatureCache(
+                feature_cache, model, precision=precision.value, device=device
+            )
 
     @property
     def prompt_count(self) -> int:
         return len(self.prompts)
 
     @torch.inference_mode()
-    def predict(self, tiles: np.ndarray) -> np.ndarray:
+    def predict(self, tiles: np.ndarray, cached: BatchFeatures | None = None) -> np.ndarray:
         """Per-prompt probabilities for a batch of tiles.
 
         Args:
             tiles: (B, 3, T, T) uint8 RGB.
+            cached: the feature cache's entries for these tiles
+                (:meth:`~diffris.inference.feature_cache.SceneFeatures.lookup`).
 
         Returns:
             (B, P, T, T) float32 probabilities in [0, 1].
@@ -99,7 +113,10 @@ class ModelPredictor:
         pixels = self.model.preprocess(torch.from_numpy(np.ascontiguousarray(tiles))).to(
             self.device
         )
-        image = self._encode_in_chunks(pixels)
+        if cached is None:
+            image = self._encode_in_chunks(pixels)
+        else:
+            image = cached.features(pixels, self._encode_in_chunks)
         tile_index = torch.arange(batch, device=self.device).repeat_interleave(prompts)
         prompt_index = torch.arange(prompts, device=self.device).repeat(batch)
         out = torch.empty((batch * prompts, *tiles.shape[2:]), dtype=torch.float32)
