@@ -110,13 +110,10 @@ class ModelPredictor:
             (B, P, T, T) float32 probabilities in [0, 1].
         """
         batch, prompts = tiles.shape[0], self.prompt_count
-        pixels = self.model.preprocess(torch.from_numpy(np.ascontiguousarray(tiles))).to(
-            self.device
-        )
         if cached is None:
-            image = self._encode_in_chunks(pixels)
-        else:
-            image = cached.features(pixels, self._encode_in_chunks)
+            image = self._encode_in_chunks(self._pixels(tiles))
+        else:  # only the tiles the cache lacks are preprocessed and encoded
+            image = cached.features(lambda rows: self._encode_in_chunks(self._pixels(tiles[rows])))
         tile_index = torch.arange(batch, device=self.device).repeat_interleave(prompts)
         prompt_index = torch.arange(prompts, device=self.device).repeat(batch)
         out = torch.empty((batch * prompts, *tiles.shape[2:]), dtype=torch.float32)
@@ -132,6 +129,10 @@ class ModelPredictor:
             count = min(self.micro_batch, batch * prompts - start)
             out[start : start + count] = torch.sigmoid(logits.float())[:count, 0].cpu()
         return out.view(batch, prompts, *tiles.shape[2:]).numpy()
+
+    def _pixels(self, tiles: np.ndarray) -> torch.Tensor:
+        """(B, 3, T, T) uint8 tiles as the model's input on the device."""
+        return self.model.preprocess(torch.from_numpy(np.ascontiguousarray(tiles))).to(self.device)
 
     def _padded(self, index: torch.Tensor) -> torch.Tensor:
         """``index`` repeated at its end to exactly ``micro_batch`` entries."""

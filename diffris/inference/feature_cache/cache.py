@@ -236,17 +236,14 @@ class BatchFeatures:
         self.tiles = list(tiles)
         self.frames = frames
 
-    def features(
-        self, pixels: torch.Tensor, encode: Callable[[torch.Tensor], ImageFeatures]
-    ) -> ImageFeatures:
-        """Features of every tile of the batch, on ``pixels``' device.
+    def features(self, encode: Callable[[list[int]], ImageFeatures]) -> ImageFeatures:
+        """Features of every tile of the batch, on the cache's device.
 
         Args:
-            pixels: (B, 3, T, T) model input of the batch's tiles.
-            encode: the predictor's image encoding of some of those rows.
+            encode: the predictor's image encoding of some rows of the batch (their indices).
 
         Returns:
-            What ``encode(pixels)`` would return, each tensor rounded through the cache dtype.
+            What encoding every row would return, each tensor rounded through the cache dtype.
         """
         import torch
 
@@ -261,16 +258,16 @@ class BatchFeatures:
         self.scene.hits += len(rows) - len(missing)
         self.scene.misses += len(missing)
         if missing:
-            index = torch.tensor(missing, device=pixels.device)
-            encoded = encode(pixels.index_select(0, index))
+            encoded = encode(missing)
             is_tuple = isinstance(encoded, tuple)
             parts = list(encoded) if is_tuple else [encoded]
             for position, i in enumerate(missing):
                 stored = _to_storage([p[position] for p in parts], self.scene.cache, is_tuple)
                 rows[i] = _restore(stored)  # decode from what is kept, as a later run will
                 self.scene.write(self.tiles[i], digests[i], stored)
+        device = self.scene.cache.device
         stacked = [
-            torch.stack([row[k] for row in rows if row is not None]).to(pixels.device)
+            torch.stack([row[k] for row in rows if row is not None]).to(device)
             for k in range(len(rows[0] or []))
         ]
         return tuple(stacked) if is_tuple else stacked[0]
@@ -291,7 +288,7 @@ def _restore(stored: StoredTile) -> list[torch.Tensor]:
     import torch
 
     return [
-        torch.from_numpy(array.copy()).to(getattr(torch, dtype))
+        torch.from_numpy(array if array.flags.writeable else array.copy()).to(getattr(torch, dtype))
         for array, dtype in zip(stored.arrays, stored.torch_dtypes, strict=True)
     ]
 
