@@ -18,8 +18,12 @@ outputs against the uncached run: the largest probability difference and the mas
 each prompt's threshold, 0.5) that differ, of all pixels; with ``--feature-cache-dtype float32``
 both are 0 (the tests check bit-identity).
 
+``--real-sizes`` adds one 512² tile of ``sd15`` and ``rsrefseg-b`` at their real sizes (built on
+``meta``, random weights: the real arithmetic; minutes on a CPU), where the image encoders
+weigh what they weigh in use.
+
 Usage: ``python benchmarks/feature_cache.py [--models DIR,DIR] [--size 2048] [--scenes 3]
-[--repeats 2]``.
+[--repeats 2] [--real-sizes]``.
 """
 
 from __future__ import annotations
@@ -156,7 +160,9 @@ def measure(spec: str, scene: Path, archive_folder: Path, work: Path, repeats: i
     outs = iter(range(1_000_000))
 
     def archive_with(texts: list[str], cache) -> float:
-        return archive_run(model, spec, texts, archive_folder, work / f"{name}-a{next(outs)}", cache)
+        return archive_run(
+            model, spec, texts, archive_folder, work / f"{name}-a{next(outs)}", cache
+        )
 
     scene_cache = FeatureCacheOptions(str(work / f"{name}-scene-cache"))
     archive_cache = FeatureCacheOptions(str(work / f"{name}-archive-cache"))
@@ -203,6 +209,25 @@ def measure(spec: str, scene: Path, archive_folder: Path, work: Path, repeats: i
     )
 
 
+def measure_real_size(preset: str, scene: Path, work: Path) -> None:
+    """One 512² tile of ``preset`` at its real sizes (random weights): new prompt, cached or not."""
+    from prompt_cost import real_size_model  # benchmarks/ is this script's folder
+
+    from diffris.inference.feature_cache import FeatureCacheOptions
+
+    model = real_size_model(preset)
+    cache = FeatureCacheOptions(str(work / f"{preset}-cache"))
+    segment(model, OLD, scene, work / f"{preset}-old.tif", cache)
+    plain = segment(model, NEW[:1], scene, work / f"{preset}-plain.tif", None)
+    fast = segment(model, NEW[:1], scene, work / f"{preset}-cached.tif", cache)
+    goal = GOALS[model.architecture]
+    verdict = "met" if fast / plain <= goal else "missed"
+    print(
+        f"{preset} real sizes (random weights), one 512² tile, 1 new prompt: {plain:.2f} s "
+        f"uncached, {fast:.2f} s cached, ratio {fast / plain:.3f} (goal ≤ {goal:.2f}: {verdict})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=MODELS, help="comma-separated presets or folders")
@@ -210,6 +235,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048, help="side of the scene crop, px")
     parser.add_argument("--scenes", type=int, default=3, help="archive scenes (1024² crops)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--real-sizes",
+        action="store_true",
+        help="add one tile of sd15 and rsrefseg-b at their real sizes (random weights; minutes)",
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -227,6 +257,11 @@ def main() -> None:
         )
         for spec in args.models.split(","):
             measure(spec, scene, archive_folder, work, args.repeats)
+        if args.real_sizes:
+            print()
+            tile = crop(args.scene, 512, work / "tile.tif")
+            for preset in ("sd15", "rsrefseg-b"):
+                measure_real_size(preset, tile, work)
 
 
 if __name__ == "__main__":

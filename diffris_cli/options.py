@@ -198,8 +198,9 @@ FeatureCacheDtypeOption = Annotated[
     str | None,
     typer.Option(
         "--feature-cache-dtype",
-        help="float16 (the default: half the disk, probabilities within ~1e-3 of a run "
-        "without the cache) or float32 (outputs bit-identical to a run without it).",
+        help="float16 (the default: half the disk; probabilities within ~1e-2 of a run "
+        "without the cache, a mask pixel in a million flips) or float32 (outputs "
+        "bit-identical to a run without it).",
         show_default=False,
     ),
 ]

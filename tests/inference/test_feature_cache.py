@@ -95,7 +95,8 @@ def test_float16_runs_that_fill_and_that_read_the_cache_agree_bit_for_bit(tmp_pa
     uncached = run(scene, NEW)
     assert run.encoded == 6 + 6  # the filling run and the uncached one
     assert np.array_equal(filling, reading)
-    assert np.abs(filling - uncached).max() < 1e-2  # float16 rounding of the features only
+    difference = np.abs(filling - uncached).max()
+    assert 0 < difference < 2e-2  # float16 rounding of the features, nothing else
 
 
 def test_a_torn_tile_is_never_used_and_is_rewritten(tmp_path, model):

@@ -51,7 +51,8 @@ CACHE_FORMAT = 1
 class CacheDtype(enum.Enum):
     """How floating features are stored (integer parts are stored exactly)."""
 
-    #: Half the bytes; outputs differ from an uncached run by float16 rounding (see README).
+    #: Half the bytes; probabilities differ from an uncached run by float16 rounding, up to
+    #: ~1e-2 (benchmarks/feature_cache.py measures it).
     FLOAT16 = "float16"
     #: Outputs bit-identical to a run without the cache.
     FLOAT32 = "float32"
@@ -153,6 +154,7 @@ class SceneFeatures:
         self.store = EntryStore(self.folder, (grid.n_rows, grid.n_cols))
         self.hits = self.misses = 0
         self._writable = True
+        self._described = False  # entry.json written by this run
         self._touched = 0.0
         self._evict()
         self._size = entry_size(self.folder)  # what an earlier, interrupted run left
@@ -194,8 +196,9 @@ class SceneFeatures:
             self._writable = False
             return
         try:
-            if self._size == 0:
+            if not self._described:
                 self.store.write_fields(self.key.fields)
+                self._described = True
             written = self.store.put(tile.row, tile.col, pixels, stored)
         except Exception as error:  # a full disk must not fail the run the cache speeds up
             log.warning("feature cache: cannot write to %s (%s); not kept", self.folder, error)
