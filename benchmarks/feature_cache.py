@@ -200,7 +200,8 @@ def measure(spec: str, scene: Path, archive_folder: Path, work: Path, repeats: i
         )
     print(f"{'':>9}{'new prompts':>12}{'uncached s':>12}{'cached s':>10}{'ratio':>7}{'goal':>8}")
     for label, count, plain, fast in rows:
-        verdict = "met" if fast / plain <= goal else "missed"
+        # the goal is for one new prompt: K decodes per tile cost K times one
+        verdict = "-" if count > 1 else "met" if fast / plain <= goal else "missed"
         print(f"{label:>9}{count:>12}{plain:>12.2f}{fast:>10.2f}{fast / plain:>7.2f}{verdict:>8}")
     largest, changed, total = difference
     print(
