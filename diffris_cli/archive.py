@@ -21,6 +21,9 @@ from diffris_cli.options import (
     CreationOption,
     DeviceOption,
     DtypeOption,
+    FeatureCacheDtypeOption,
+    FeatureCacheOption,
+    FeatureCacheSizeOption,
     FormatOption,
     HolesOption,
     JsonOption,
@@ -39,7 +42,13 @@ from diffris_cli.options import (
     ThresholdOption,
     TileOption,
 )
-from diffris_cli.parsing import parse_enum, segment_options, vector_format, vector_options
+from diffris_cli.parsing import (
+    feature_cache_options,
+    parse_enum,
+    segment_options,
+    vector_format,
+    vector_options,
+)
 
 if TYPE_CHECKING:  # the library is imported inside the command: --help answers at once
     from diffris.archive.runner import ArchiveReport
@@ -188,6 +197,9 @@ def archive(
     min_area: MinAreaOption = None,
     simplify: SimplifyOption = 0.0,
     holes: HolesOption = True,
+    feature_cache: FeatureCacheOption = None,
+    feature_cache_size: FeatureCacheSizeOption = None,
+    feature_cache_dtype: FeatureCacheDtypeOption = None,
     log_file: Annotated[
         Path | None, typer.Option("--log-file", help="Also append log lines to this file.")
     ] = None,
@@ -209,6 +221,8 @@ def archive(
       diffris archive "/data/**/*.tif" --prompts p.yaml -o out/ --gpus 4
 
       diffris archive stac/catalog.json --prompts p.yaml -o out/ --stac   (out/catalog.json)
+
+      diffris archive /data/2025 --prompts new.yaml -o out/ --feature-cache feats/
 
       diffris archive status -o /data/masks     (see diffris archive status --help)
     """
@@ -252,20 +266,25 @@ def archive(
             "a whole scene; drop --split-rows"
         )
     budget = parse_size(max_memory) if max_memory is not None else None
+    cache = feature_cache_options(feature_cache, feature_cache_size, feature_cache_dtype)
     # the heavy part (torch, dask) only once the flags are known to be good
     from diffris.archive.processor import SegmentProcessor
     from diffris.archive.runner import ArchiveProgress
     from diffris.archive.runner import archive as run_archive
     from diffris.devices import Precision
+    from diffris.inference.feature_cache import prepare_cache_folder
     from diffris.models.names import model_identity
     from diffris_cli.progress import progress_bars
 
+    if cache is not None:
+        prepare_cache_folder(cache.folder)  # before any worker starts: a bad folder fails at once
     processor = SegmentProcessor(
         model=model,
         prompts=tuple(prompts),
         precision=parse_enum(Precision, precision, "--precision"),
         pretrained=folders,
         max_memory=budget,
+        feature_cache=cache,
     )
     suffix = ".zarr" if options.format is not None and options.format.value == "zarr" else ".tif"
     with progress_bars("scenes", quiet=quiet or as_json) as progress_for:

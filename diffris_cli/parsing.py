@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import enum
-from typing import TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from diffris.errors import InputError
 from diffris.messages import cut
+
+if TYPE_CHECKING:
+    from diffris.inference.feature_cache import FeatureCacheOptions
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -84,3 +88,27 @@ def vector_format(value: str | None, flag: str):  # type: ignore[no-untyped-def]
     from diffris.geo.vector.options import VectorFormat
 
     return parse_enum(VectorFormat, value, flag) if value else None
+
+
+def feature_cache_options(
+    folder: Path | None, size: str | None, dtype: str | None
+) -> FeatureCacheOptions | None:
+    """``--feature-cache`` and its size and dtype as library options; None without a folder.
+
+    Raises:
+        InputError: a size or dtype without a folder, or a bad size or dtype.
+    """
+    from diffris.inference.feature_cache import CacheDtype, FeatureCacheOptions
+    from diffris.inference.memory import parse_size
+
+    if folder is None:
+        for flag, value in (("--feature-cache-size", size), ("--feature-cache-dtype", dtype)):
+            if value is not None:
+                raise InputError(f"{flag} applies to a feature cache; add --feature-cache DIR")
+        return None
+    values: dict[str, Any] = {"folder": str(Path(folder).expanduser().absolute())}
+    if size is not None:
+        values["max_bytes"] = parse_size(size, "--feature-cache-size")
+    if dtype is not None:
+        values["dtype"] = parse_enum(CacheDtype, dtype, "--feature-cache-dtype")
+    return FeatureCacheOptions(**values)

@@ -19,6 +19,9 @@ from diffris_cli.options import (
     CreationOption,
     DeviceOption,
     DtypeOption,
+    FeatureCacheDtypeOption,
+    FeatureCacheOption,
+    FeatureCacheSizeOption,
     FormatOption,
     HolesOption,
     JsonOption,
@@ -41,7 +44,13 @@ from diffris_cli.options import (
     TileOption,
     VectorFormatOption,
 )
-from diffris_cli.parsing import parse_enum, segment_options, vector_format, vector_options
+from diffris_cli.parsing import (
+    feature_cache_options,
+    parse_enum,
+    segment_options,
+    vector_format,
+    vector_options,
+)
 
 if TYPE_CHECKING:  # the library is imported inside the command: --help answers at once
     from diffris.data.prompts import Prompt
@@ -139,6 +148,9 @@ def segment(
     min_area: MinAreaOption = None,
     simplify: SimplifyOption = 0.0,
     holes: HolesOption = True,
+    feature_cache: FeatureCacheOption = None,
+    feature_cache_size: FeatureCacheSizeOption = None,
+    feature_cache_dtype: FeatureCacheDtypeOption = None,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -155,6 +167,8 @@ def segment(
       diffris segment a.tif b.tif --prompts prompts.yaml -o masks/ --format cog
 
       diffris segment catalog.json --prompts prompts.yaml -o masks/ --stac
+
+      diffris segment scene.tif --prompts new.yaml -o new.tif --feature-cache features/
     """
     from diffris.geo.vector.options import is_vector_output
     from diffris.inference.memory import parse_size
@@ -166,6 +180,7 @@ def segment(
     budget = parse_size(max_memory) if max_memory is not None else None
     prompts = gather_prompts(text, prompts_file)
     polygon_options = vector_options(min_area=min_area, simplify=simplify, holes=holes)
+    cache = feature_cache_options(feature_cache, feature_cache_size, feature_cache_dtype)
     polygons_only = is_vector_output(output, output_format)
     if output_format and not polygons_only:
         from diffris.geo.sinks.spec import OutputFormat
@@ -246,6 +261,7 @@ def segment(
     from diffris.cpu_threads import limit_threads, resolve_threads
     from diffris.devices import Precision
     from diffris.geo.preview import write_preview
+    from diffris.inference.feature_cache import prepare_cache_folder
     from diffris.inference.loading import load_predictor
     from diffris.inference.run import segment_scenes
     from diffris.inference.segment import open_scene
@@ -254,12 +270,15 @@ def segment(
     compute_threads = resolve_threads(threads)
     limit_threads(compute_threads)  # before the model loads: no oversubscribed pool
     log.info("%d compute thread(s)%s", compute_threads, "" if threads else " (--threads N pins it)")
+    if cache is not None:
+        prepare_cache_folder(cache.folder)  # before the model loads: a bad folder fails at once
     predictor, model_id = load_predictor(
         model,
         prompts,
         device=device,
         precision=parse_enum(Precision, precision, "--precision"),
         pretrained=folders,
+        feature_cache=cache,
     )
     with progress_bars("tiles", quiet=quiet or as_json) as progress_for:
         summary = segment_scenes(

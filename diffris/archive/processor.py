@@ -24,6 +24,7 @@ from diffris.geo.vector.options import VectorFormat, VectorOptions
 ARCHIVE_VECTOR_FORMATS = (VectorFormat.GPKG, VectorFormat.PARQUET)
 
 if TYPE_CHECKING:
+    from diffris.inference.feature_cache import FeatureCacheOptions
     from diffris.inference.predictor import TilePredictor
     from diffris.inference.segment import SegmentOptions
 
@@ -64,6 +65,9 @@ class SegmentProcessor:
     #: bytes a scene's run may use (``--max-memory``); None: ``DIFFRIS_MAX_MEMORY``, else the
     #: memory available when the scene starts
     max_memory: int | None = None
+    #: keep the tiles' image features between runs (``--feature-cache``); shared by the
+    #: workers, which may fill and read it at the same time
+    feature_cache: FeatureCacheOptions | None = None
     _predictor: TilePredictor | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -112,6 +116,7 @@ class SegmentProcessor:
             precision=self.precision,
             pretrained=self.pretrained,
             micro_batch=self.micro_batch,
+            feature_cache=self.feature_cache,
         )
         return predictor
 

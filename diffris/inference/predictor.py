@@ -25,6 +25,8 @@ from diffris.inference.fast_path import (
 from diffris.models.interface import cat_rows, first_rows, select_rows
 
 if TYPE_CHECKING:
+    from diffris.inference.feature_cache import FeatureCacheOptions
+    from diffris.inference.feature_cache.cache import BatchFeatures
     from diffris.models.interface import ImageFeatures, ReferringModel
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,8 @@ class ModelPredictor:
             None picks 1 on a CPU (as fast as larger batches there) and 8 on a GPU. Every call
             has exactly this shape (the last chunk is padded), so the output does not depend
             on how many tiles a caller passes at once.
+        feature_cache: keep each tile's image features in this cache and read them back in
+            later runs (:mod:`diffris.inference.feature_cache`); None keeps nothing.
 
     Floating-point results depend on the shapes a kernel sees and, on a CPU, on the number of
     threads; fixing the micro-batch makes outputs bit-identical whatever ``--batch-size``, and
@@ -69,6 +73,7 @@ class ModelPredictor:
         device: torch.device,
         precision: Precision = Precision.FP32,
         micro_batch: int | None = None,
+        feature_cache: FeatureCacheOptions | None = None,
     ) -> None:
         self.model = prepare_for_inference(model, device)
         self.device = device
@@ -90,13 +95,20 @@ class ModelPredictor:
                 )
         with torch.inference_mode(), autocast(device, precision):
             self.text = model.encode_text(tokens)
+        self.feature_cache = None
+        if feature_cache is not None:
+            from diffris.inference.feature_cache import FeatureCache
+
+            self.feature_cache = FeatureCache(
+                feature_cache, model, precision=precision.value, device=device
+            )
 
     @property
     def prompt_count(self) -> int:
         return len(self.prompts)
 
     @torch.inference_mode()
-    def predict(self, tiles: np.ndarray) -> np.ndarray:
+    def predict(self, tiles: np.ndarray, cached: BatchFeatures | None = None) -> np.ndarray:
         """Per-prompt probabilities for a batch of tiles.
 
         On CUDA the host waits once per call, for the copy of the last probabilities: tiles go
@@ -106,14 +118,18 @@ class ModelPredictor:
 
         Args:
             tiles: (B, 3, T, T) uint8 RGB.
+            cached: the feature cache's entries for these tiles
+                (:meth:`~diffris.inference.feature_cache.SceneFeatures.lookup`).
 
         Returns:
             (B, P, T, T) float32 probabilities in [0, 1].
         """
         batch, prompts = tiles.shape[0], self.prompt_count
         pairs = batch * prompts
-        pixels = self.model.preprocess(self._upload(np.ascontiguousarray(tiles)))
-        image = self._encode_in_chunks(pixels)
+        if cached is None:
+            image = self._encode_in_chunks(self._pixels(tiles))
+        else:  # only the tiles the cache lacks are preprocessed and encoded
+            image = cached.features(lambda rows: self._encode_in_chunks(self._pixels(tiles[rows])))
         tile_index = torch.arange(batch).repeat_interleave(prompts)
         prompt_index = torch.arange(prompts).repeat(batch)
         pinned = self._copy_stream is not None
@@ -130,6 +146,10 @@ class ModelPredictor:
         if self._copy_stream is not None:
             self._copy_stream.synchronize()
         return out.view(batch, prompts, *tiles.shape[2:]).numpy()
+
+    def _pixels(self, tiles: np.ndarray) -> torch.Tensor:
+        """(B, 3, T, T) uint8 tiles as the model's input on the device."""
+        return self.model.preprocess(self._upload(np.ascontiguousarray(tiles)))
 
     def _upload(self, tiles: np.ndarray) -> torch.Tensor:
         """(B, 3, T, T) uint8 on the device: 8-bit (a quarter of float32's bytes), from pinned

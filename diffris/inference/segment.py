@@ -41,6 +41,7 @@ from diffris.geo.sinks.spec import (
 from diffris.geo.stitch import Stitcher
 from diffris.geo.vector.options import VectorFormat, VectorOptions
 from diffris.inference.batches import prefetch_batches
+from diffris.inference.feature_cache import scene_features
 
 if TYPE_CHECKING:  # torch only when a model runs: preflight errors answer in a fraction of a second
     from diffris.inference.predictor import TilePredictor
@@ -393,13 +394,21 @@ def segment_scene(
                 if vector_sink is not None:  # the same blended probabilities, same thresholds
                     vector_sink.write_rows(first - start, probs[:, block], valid[block])
 
+        # the image features of earlier runs (--feature-cache); None without a cache
+        features = outputs.enter_context(scene_features(predictor, scene, grid))
         writer = _BackgroundWriter(write)
         stitcher = Stitcher(grid, len(prompts), writer.submit, grid_rows=grid_rows)
         try:
             for batch in prefetch_batches(scene.reopen, grid, options.batch_size, tiles=tiles):
                 skipped += batch.skipped
                 if batch.tiles:
-                    probs = predictor.predict(batch.frames)
+                    probs = (
+                        predictor.predict(batch.frames)
+                        if features is None
+                        else predictor.predict(  # type: ignore[call-arg]
+                            batch.frames, features.lookup(batch.tiles, batch.frames)
+                        )
+                    )
                     for tile, tile_probs, valid in zip(
                         batch.tiles, probs, batch.valid, strict=True
                     ):
