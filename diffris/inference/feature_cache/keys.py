@@ -88,9 +88,11 @@ def trainable_digest(model: ReferringModel) -> str:
 
     digest = hashlib.blake2b(digest_size=16)
     for name, tensor in sorted(model.trainable_state_dict().items()):
-        value = tensor.detach().to("cpu").contiguous()
+        value = tensor.detach().to("cpu")
         digest.update(f"{name};{tuple(value.shape)};{value.dtype};".encode())
-        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+        # flat C-order bytes whatever the layout (channels_last weights on a CPU)
+        flat = value.clone(memory_format=torch.contiguous_format).reshape(-1)
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
     return digest.hexdigest()
 
 
