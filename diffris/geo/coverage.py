@@ -44,6 +44,13 @@ CELL = 32
 CHUNK_BYTES = 4 << 20
 #: Tallest band of rows decoded at once; taller blocks (long strips) are read in parts.
 MAX_BAND_ROWS = 1024
+#: A block compressed to more than 1/BUSY_RATIO of its raw size is taken as holding data
+#: without decoding it (an empty block is constant: a few hundred bytes). Only ever costs time:
+#: the tiles over it are read in full, and skipped if that read finds no valid pixel.
+BUSY_RATIO = 8
+#: Stand-ins in block keys for a missing (sparse) block and a large one.
+ABSENT = "absent"
+BUSY = "busy"
 
 
 class Coverage:
@@ -55,6 +62,8 @@ class Coverage:
     Attributes:
         decoded_px: pixels whose mask was decoded at full resolution so far.
         known_empty_px: pixels known empty from their blocks' compressed bytes alone.
+        busy_px: pixels of blocks too large once compressed to be worth decoding: taken as
+            holding data (the tiles over them are read in full, as before).
     """
 
     def __init__(
@@ -80,6 +89,7 @@ class Coverage:
         self._empty: dict[tuple[object, ...], list[tuple[int, int]]] = {}
         self.decoded_px = 0
         self.known_empty_px = 0
+        self.busy_px = 0
         logger.debug(
             "%s: nodata skipping from the pooled mask, %s",
             path,
@@ -129,6 +139,15 @@ class Coverage:
             height = min(block_h, self._height - row)
             run: list[tuple[tuple[object, ...], int, int]] = []  # blocks to decode together
             for key, col, width in self._blocks.keys(row, height, self._block):
+                if BUSY in key:  # taken as holding data, undecoded: the tile read decides
+                    self.busy_px += height * width
+                    self._decode_run(row, height, run)
+                    run = []
+                    self._cells[
+                        row // CELL : _ceil(row + height, CELL),
+                        col // CELL : _ceil(col + width, CELL),
+                    ] = True
+                    continue
                 if self._known_empty(key, height, width):
                     self.known_empty_px += height * width
                     self._decode_run(row, height, run)
@@ -188,9 +207,12 @@ class _BlockBytes:
         self._dataset = dataset
         self._file = file
         # A pixel-interleaved block holds every band (alpha included): band 1's bytes say all.
-        self._bands = range(
-            1, 2 if dataset.interleaving is Interleaving.pixel else dataset.count + 1
-        )
+        pixel = dataset.interleaving is Interleaving.pixel
+        self._bands = range(1, 2 if pixel else dataset.count + 1)
+        block_h, block_w = dataset.block_shapes[0]
+        samples = dataset.count if pixel else 1
+        raw = block_h * block_w * samples * np.dtype(dataset.dtypes[0]).itemsize
+        self._busy_bytes = raw // BUSY_RATIO
 
     @classmethod
     def of(cls, dataset: Any, bands: tuple[int, ...]) -> _BlockBytes | None:
@@ -200,8 +222,10 @@ class _BlockBytes:
         flags = [set(dataset.mask_flag_enums[b - 1]) for b in bands]
         if not all(f == {MaskFlags.nodata} or MaskFlags.alpha in f for f in flags):
             return None  # a mask band (internal or .msk) is not in the bands' bytes
-        if len(set(dataset.block_shapes)) != 1:
+        if len(set(dataset.block_shapes)) != 1 or len(set(dataset.dtypes)) != 1:
             return None
+        if dataset.compression is None:
+            return None  # uncompressed: decoding costs no more than comparing the bytes
         return cls(dataset, dataset.name)
 
     def keys(
@@ -209,8 +233,9 @@ class _BlockBytes:
     ) -> list[tuple[tuple[object, ...], int, int]]:
         """``(key, col, width)`` for each block of the block row starting at scene ``row``.
 
-        The key holds every band's compressed bytes; a missing (sparse) block gets a key of
-        its own position, never shared.
+        The key holds every band's compressed bytes, :data:`ABSENT` for a block missing from
+        a sparse file (GDAL fills each such block of a band alike: nodata, or 0), or
+        :data:`BUSY` for one too large to be worth comparing.
         """
         block_h, block_w = block
         found = []
@@ -223,14 +248,16 @@ class _BlockBytes:
         return found
 
     def _block(self, stream: Any, band: int, where: tuple[int, int]) -> object:
-        """One band's compressed bytes at block (column, row); its position if absent."""
+        """One band's compressed bytes at block (column, row), or ABSENT, or BUSY."""
         name = f"{where[0]}_{where[1]}"
-        offset = self._dataset.get_tag_item(f"BLOCK_OFFSET_{name}", "TIFF", bidx=band)
-        size = self._dataset.get_tag_item(f"BLOCK_SIZE_{name}", "TIFF", bidx=band)
-        if not offset or not size or int(size) == 0:
-            return ("sparse", band, where)  # GDAL fills it; decode it rather than guess
-        stream.seek(int(offset))
-        return stream.read(int(size))
+        size = int(self._dataset.get_tag_item(f"BLOCK_SIZE_{name}", "TIFF", bidx=band) or 0)
+        offset = int(self._dataset.get_tag_item(f"BLOCK_OFFSET_{name}", "TIFF", bidx=band) or 0)
+        if not size or not offset:
+            return ABSENT
+        if size > self._busy_bytes:
+            return BUSY
+        stream.seek(offset)
+        return stream.read(size)
 
 
 def _pool_into(cells: np.ndarray, mask: np.ndarray, row0: int, col0: int) -> None:
