@@ -45,6 +45,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from diffris.errors import InputError, InputNotFoundError, NotARasterError
+from diffris.geo.coverage import Coverage
 from diffris.geo.names import is_product, local_path, product_metadata
 from diffris.geo.read_checks import check_vrt, read_error
 
@@ -207,6 +208,8 @@ class Scene:
         self._unique = tuple(sorted(set(self.band_indexes)))
         self._take = [self._unique.index(b) for b in self.band_indexes]
         self.dtype = str(np.result_type(*(dataset.dtypes[b - 1] for b in self._unique)))
+        self._coverage: Coverage | None = None  # built at the first may_hold_data
+        self._coverage_built = False
         if np.issubdtype(self.dtype, np.complexfloating):  # numpy's ComplexWarning is only debug
             logger.warning("%s has %s bands; diffris reads their real part", self.path, self.dtype)
 
@@ -304,8 +307,24 @@ class Scene:
             raise read_error(self.path, where, err) from err
         valid = _valid_mask(data, masks, self.nodata)
         image = self.stretch.apply(data[self._take])
-        image[:, ~valid] = 0
+        image *= valid  # 0 at nodata (boolean-index assignment took ~5 ms a 512² tile)
         return image, valid
+
+    def may_hold_data(self, window: Window) -> bool:
+        """False only when GDAL's mask is nodata at every pixel of ``window``.
+
+        Decided from the scene's mask, pooled once per band of rows (see
+        :mod:`diffris.geo.coverage`), without reading the window's data; True does not
+        promise a valid pixel (NaN and the ``nodata`` override need the data).
+
+        Args:
+            window: integer pixel window lying inside the scene.
+        """
+        window = self._check_window(window)
+        if not self._coverage_built:
+            self._coverage = Coverage.of(self._dataset, self._unique, self.path)
+            self._coverage_built = True
+        return self._coverage is None or self._coverage.may_hold_data(window)
 
     def close(self) -> None:
         """Close the dataset handle."""

@@ -3,7 +3,9 @@
 A background thread reads and pads windows while the model works on the previous batch
 (rasterio releases the GIL while GDAL reads and decodes), so reading overlaps compute. Tiles
 whose every pixel is nodata are skipped here: the model never sees them and the stitcher
-writes their rows as nodata.
+writes their rows as nodata. A tile the scene's pooled mask rules out
+(:meth:`WindowSource.may_hold_data`) is skipped without being read; any other is read in full
+and skipped if it has no valid pixel, so the same tiles are skipped either way.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ class WindowSource(Protocol):
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Returns (3, h, w) uint8 RGB and (h, w) bool valid pixels."""
+        ...
+
+    def may_hold_data(self, window: Window) -> bool:
+        """False only if no pixel of ``window`` can be valid (decided without reading it)."""
         ...
 
     def close(self) -> None: ...
@@ -63,12 +69,15 @@ def _read_batches(
 def _batches_from(
     source: WindowSource, grid_tiles: Sequence[Tile], frame: int, batch_size: int
 ) -> Iterator[TileBatch]:
-    read = source.read
+    read, may_hold_data = source.read, source.may_hold_data
     tiles: list[Tile] = []
     frames: list[np.ndarray] = []
     valids: list[np.ndarray] = []
     skipped = 0
     for tile in grid_tiles:
+        if not may_hold_data(tile.window):
+            skipped += 1
+            continue
         rgb, valid = read(tile.window)
         if not valid.any():
             skipped += 1
