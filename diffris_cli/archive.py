@@ -23,6 +23,7 @@ from diffris_cli.options import (
     DeviceOption,
     DtypeOption,
     FormatOption,
+    GdalCacheOption,
     JsonOption,
     MaxMemoryOption,
     MinAreaOption,
@@ -73,6 +74,7 @@ def _backend(workers: int, gpus: int, scheduler: str | None, threads: int | None
 # pending and stops its workers (one line, exit 143)
 @sigterm_stops()
 def archive(
+    ctx: typer.Context,
     source: Annotated[
         str,
         typer.Argument(
@@ -99,6 +101,7 @@ def archive(
     model: ModelOption = None,
     pretrained: PretrainedOption = None,
     max_memory: MaxMemoryOption = None,
+    gdal_cache: GdalCacheOption = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -208,10 +211,15 @@ def archive(
       diffris archive status -o /data/masks     (see diffris archive status --help)
     """
     from diffris.data.prompts import load_prompts
+    from diffris.geo.gdal_cache import bounded_gdal_cache, resolve_gdal_cache
     from diffris.inference.memory import parse_size
     from diffris.models.names import check_pretrained_form, parse_pretrained
 
     folders = parse_pretrained(pretrained)
+    # The driver's reads (inputs, ledger checks) hold to it here; each worker applies the
+    # processor's bound to its scenes (a dask worker may be on another machine).
+    cache = resolve_gdal_cache(gdal_cache)
+    ctx.with_resource(bounded_gdal_cache(cache.size))
     if log_file is not None:
         add_log_file(log_file)
     if prompts_file is None:
@@ -261,6 +269,7 @@ def archive(
         precision=parse_enum(Precision, precision, "--precision"),
         pretrained=folders,
         max_memory=budget,
+        gdal_cache=cache.size,
     )
     suffix = ".zarr" if options.format is not None and options.format.value == "zarr" else ".tif"
     with progress_bars("scenes", quiet=quiet or as_json) as progress_for:

@@ -20,6 +20,7 @@ from diffris_cli.options import (
     DeviceOption,
     DtypeOption,
     FormatOption,
+    GdalCacheOption,
     JsonOption,
     MaxMemoryOption,
     MinAreaOption,
@@ -44,6 +45,7 @@ from diffris_cli.parsing import parse_enum, segment_options, vector_format, vect
 
 if TYPE_CHECKING:  # the library is imported inside the command: --help answers at once
     from diffris.data.prompts import Prompt
+    from diffris.geo.gdal_cache import GdalCache
     from diffris.inference.run import RunPlan, RunSummary
     from diffris.inference.segment import SegmentOptions, VectorTarget
 
@@ -70,6 +72,7 @@ def gather_prompts(texts: list[str] | None, prompt_file: Path | None) -> list[Pr
 @user_errors
 @sigterm_stops()  # a clean stop: the output in progress removed, one line, exit 143
 def segment(
+    ctx: typer.Context,
     scenes: Annotated[
         list[str],
         typer.Argument(
@@ -124,6 +127,7 @@ def segment(
         ),
     ] = None,
     max_memory: MaxMemoryOption = None,
+    gdal_cache: GdalCacheOption = None,
     vector: Annotated[
         str | None,
         typer.Option(
@@ -154,6 +158,7 @@ def segment(
 
       diffris segment catalog.json --prompts prompts.yaml -o masks/ --stac
     """
+    from diffris.geo.gdal_cache import bounded_gdal_cache, resolve_gdal_cache
     from diffris.geo.vector.options import is_vector_output
     from diffris.inference.memory import parse_size
     from diffris.inference.run import plan_run, preflight
@@ -162,6 +167,9 @@ def segment(
 
     folders = parse_pretrained(pretrained)
     budget = parse_size(max_memory) if max_memory is not None else None
+    # Every read and write from here on, the dry run's estimate included, holds to the bound.
+    cache = resolve_gdal_cache(gdal_cache)
+    ctx.with_resource(bounded_gdal_cache(cache.size))
     prompts = gather_prompts(text, prompts_file)
     polygon_options = vector_options(min_area=min_area, simplify=simplify, holes=not no_holes)
     polygons_only = is_vector_output(output, output_format)
@@ -237,7 +245,7 @@ def segment(
     if dry_run:
         shown = [o or v.path for o, v in zip(outputs, vectors, strict=True) if o or v]
         plan = plan_run(scenes, shown, prompts, per_scene, failures)
-        _print_plan(plan, as_json=as_json)
+        _print_plan(plan, as_json=as_json, cache=cache)
         if plan.exit_code:
             raise typer.Exit(plan.exit_code)
         return
@@ -322,13 +330,16 @@ def _targets(
     return list(output_paths(scenes, output, options.format, names)), vectors
 
 
-def _print_plan(plan: RunPlan, *, as_json: bool) -> None:
+def _print_plan(plan: RunPlan, *, as_json: bool, cache: GdalCache) -> None:
     if as_json:
         out_console.print_json(json.dumps(plan.to_dict()))
         return
     from rich.table import Table
 
-    table = Table(title="Dry run: nothing was written")
+    table = Table(
+        title="Dry run: nothing was written",
+        caption=f"memory includes GDAL's block cache: {cache.mib:g} MiB ({cache.source})",
+    )
     for column in ("scene", "size (px)", "grid", "tiles", "memory (MiB, excl. model)", "output"):
         table.add_column(column)
     for scene in plan.plans:

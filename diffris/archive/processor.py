@@ -64,6 +64,8 @@ class SegmentProcessor:
     #: bytes a scene's run may use (``--max-memory``); None: ``DIFFRIS_MAX_MEMORY``, else the
     #: memory available when the scene starts
     max_memory: int | None = None
+    #: bytes of GDAL's block cache in each worker (``--gdal-cache``); None leaves it as is
+    gdal_cache: int | None = None
     _predictor: TilePredictor | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -128,6 +130,11 @@ class SegmentProcessor:
 
         if job.prompt_hash != prompt_set_hash(list(self.prompts)):
             raise InputError(f"{job.input}: the job was planned for another prompt set")
+        if self.gdal_cache is not None:
+            # Per scene, not once per worker: a dask worker may serve runs with other bounds.
+            from diffris.geo.gdal_cache import set_gdal_cache
+
+            set_gdal_cache(self.gdal_cache)
         options = segment_options(job.options)
         # Scene sizes are known only here: a scene too large fails alone, in one line, before
         # its first tile (segment checks every scene up front).

@@ -26,6 +26,7 @@ from diffris import __version__
 from diffris.config import Config
 from diffris.data.prompts import Prompt
 from diffris.errors import InputError
+from diffris.geo.gdal_cache import gdal_cache_size
 from diffris.geo.grid import Grid
 from diffris.geo.scene import Scene
 from diffris.geo.sinks import open_sink
@@ -130,6 +131,8 @@ class SegmentResult:
     peak_memory_mib: float
     vector: str | None = None
     polygons: int | None = None
+    #: GDAL's block cache during the run (``--gdal-cache``), MiB
+    gdal_cache_mib: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -427,6 +430,7 @@ def segment_scene(
         peak_memory_mib=round(_peak_rss_mib(), 1),
         vector=str(vector.path) if vector is not None else None,
         polygons=vector_sink.features if vector_sink is not None else None,
+        gdal_cache_mib=round(gdal_cache_size() / 2**20, 1),
     )
     log.info(
         "%s: %d tiles (%d skipped, all nodata) in %.1f s -> %s",
