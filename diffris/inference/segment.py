@@ -42,6 +42,7 @@ from diffris.geo.sinks.spec import (
 from diffris.geo.stitch import Stitcher
 from diffris.geo.vector.options import VectorFormat, VectorOptions
 from diffris.inference.batches import prefetch_batches
+from diffris.inference.heap import trim_heap
 
 if TYPE_CHECKING:  # torch only when a model runs: preflight errors answer in a fraction of a second
     from diffris.inference.predictor import TilePredictor
@@ -282,6 +283,10 @@ class _BackgroundWriter:
                     self._write(*item)
                 except BaseException as error:
                     self._error = error
+            # Once per row of tiles: the band freed, the heap's free pages go back to the
+            # system, so RSS does not creep up with the rows (see diffris.inference.heap).
+            del item
+            trim_heap()
 
     def submit(self, row_off: int, probs: np.ndarray, valid: np.ndarray) -> None:
         self._raise()
