@@ -172,9 +172,10 @@ class Stitcher:
             count = min(upto - self._base, self.capacity)
             wsum = self._wsum[:count]
             valid = wsum > 0
-            with np.errstate(invalid="ignore", divide="ignore"):
-                probs = np.where(valid, self._acc[:, :count] / wsum, np.float32(np.nan))
-            self._emit(self._base, probs.astype(np.float32, copy=False), valid)
+            # One new array, divided in place where there is weight: no full-size temporary.
+            probs = np.full((self.n_prompts, count, self.grid.width), np.nan, np.float32)
+            np.divide(self._acc[:, :count], wsum, out=probs, where=valid)
+            self._emit(self._base, probs, valid)
             keep = self.capacity - count
             # Shift the still-open rows to the top of the band and clear the freed tail.
             self._acc[:, :keep] = self._acc[:, count:]

@@ -4,14 +4,15 @@ The estimate covers what grows with the scene's width and the number of prompts 
 own weights and activations come on top; ``benchmarks/`` measures them):
 
 - the stitcher's open band of rows: (P + 1) float32 maps of tile x width;
-- the stitched rows queued for the writer: up to 4 bands of P float32 rows;
+- the stitched rows on their way to the writer: one band queued, one being written, of P
+  float32 rows each;
 - the sink's buffer: one block-tall slab of P output-dtype rows;
 - the tiles read ahead: 3 batches of RGB tiles and their masks;
 - the model's output for one batch: (B, P, T, T) float32 probabilities;
 - GDAL's block cache: the run's bound (``--gdal-cache``, 64 MiB by default; GDAL's own default
   is 5 % of the RAM).
 
-10,000 prompts on a 256 x 256 scene need about 22.6 GiB plus the cache: the prompts, not the
+10,000 prompts on a 256 x 256 scene need about 17.7 GiB plus the cache: the prompts, not the
 scene, set the size.
 """
 
@@ -98,7 +99,7 @@ def estimate_memory(
     batch = max(1, min(batch_size, tiles))
     return MemoryEstimate(
         stitch_band=(prompts + 1) * rows * width * 4,
-        write_queue=4 * prompts * rows * width * 4,
+        write_queue=2 * prompts * rows * width * 4,
         sink_slab=prompts * rows * width * output_itemsize,
         read_ahead=3 * batch * tile * tile * 4,
         batch_output=batch * prompts * tile * tile * 4,

@@ -270,7 +270,10 @@ class _BackgroundWriter:
 
     def __init__(self, write: Callable[[int, np.ndarray, np.ndarray], None]) -> None:
         self._write = write
-        self._queue: queue.Queue[tuple[int, np.ndarray, np.ndarray] | None] = queue.Queue(4)
+        # One band waiting while one is written: the model, seconds a row, never waits on
+        # it; a mostly-nodata scene outruns the writer and would fill a deeper queue, several
+        # bands of the scene's width (448 MiB at 50,000 px), more the longer the scene.
+        self._queue: queue.Queue[tuple[int, np.ndarray, np.ndarray] | None] = queue.Queue(1)
         self._error: BaseException | None = None
         self._cancelled = False
         self._thread = threading.Thread(target=self._run, name="diffris-writer", daemon=True)
