@@ -1,5 +1,5 @@
 """Peak memory of ``diffris segment`` as the scene grows taller, with GDAL's block cache bounded
-by diffris (``--gdal-cache``, 64 MiB by default) and with GDAL's own default (5 % of the RAM).
+by diffris (``--gdal-cache``, 32 MiB by default) and with GDAL's own default (5 % of the RAM).
 
 Two kinds of scene, each run by the real command (``python -m diffris_cli segment --json``) in a
 fresh process, so the peak RSS is that run's alone:

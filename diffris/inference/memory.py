@@ -9,7 +9,7 @@ own weights and activations come on top; ``benchmarks/`` measures them):
 - the sink's buffer: one block-tall slab of P output-dtype rows;
 - the tiles read ahead: 3 batches of RGB tiles and their masks;
 - the model's output for one batch: (B, P, T, T) float32 probabilities;
-- GDAL's block cache: the run's bound (``--gdal-cache``, 64 MiB by default; GDAL's own default
+- GDAL's block cache: the run's bound (``--gdal-cache``, 32 MiB by default; GDAL's own default
   is 5 % of the RAM).
 
 10,000 prompts on a 256 x 256 scene need about 17.7 GiB plus the cache: the prompts, not the

@@ -66,7 +66,7 @@ def test_the_option_wins_then_diffris_env_then_gdal_env_then_the_default():
     assert resolve_gdal_cache("16M", both).source == "--gdal-cache"
     assert resolve_gdal_cache(None, both).size == 32 * MIB
     assert resolve_gdal_cache(None, both).source == "DIFFRIS_GDAL_CACHE"
-    assert resolve_gdal_cache(None, {}).size == DEFAULT_GDAL_CACHE == 64 * MIB
+    assert resolve_gdal_cache(None, {}).size == DEFAULT_GDAL_CACHE == 32 * MIB
     assert resolve_gdal_cache(None, {}).source == "default"
 
 
