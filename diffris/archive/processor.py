@@ -174,6 +174,7 @@ class SegmentProcessor:
             details={
                 "skipped_tiles": result.skipped_tiles,
                 "peak_memory_mib": result.peak_memory_mib,
+                "gdal_cache_mib": result.gdal_cache_mib,
                 **({"vector": result.vector, "polygons": result.polygons} if vector else {}),
             },
         )
