@@ -4,8 +4,8 @@ The estimate covers what grows with the scene's width and the number of prompts 
 own weights and activations come on top; ``benchmarks/`` measures them):
 
 - the stitcher's open band of rows: (P + 1) float32 maps of tile x width;
-- the stitched rows on their way to the writer: one band queued, one being written, of P
-  float32 rows each;
+- the stitched rows on their way to the writer: one band being written, the next waiting, of
+  P float32 rows each;
 - the sink's buffer: one block-tall slab of P output-dtype rows;
 - the tiles read ahead: 3 batches of RGB tiles and their masks;
 - the model's output for one batch: (B, P, T, T) float32 probabilities;

@@ -270,10 +270,11 @@ class _BackgroundWriter:
 
     def __init__(self, write: Callable[[int, np.ndarray, np.ndarray], None]) -> None:
         self._write = write
-        # One band waiting while one is written: the model, seconds a row, never waits on
-        # it; a mostly-nodata scene outruns the writer and would fill a deeper queue, several
-        # bands of the scene's width (448 MiB at 50,000 px), more the longer the scene.
-        self._queue: queue.Queue[tuple[int, np.ndarray, np.ndarray] | None] = queue.Queue(1)
+        self._queue: queue.Queue[tuple[int, np.ndarray, np.ndarray] | None] = queue.Queue()
+        # One band at the writer: the next waits with its maker until this one is written.
+        # The model, seconds a row, never waits; a mostly-nodata scene outruns the writer and
+        # would fill a queue with bands of the scene's width (112 MiB each at 50,000 px).
+        self._slot = threading.Semaphore(1)
         self._error: BaseException | None = None
         self._cancelled = False
         self._thread = threading.Thread(target=self._run, name="diffris-writer", daemon=True)
@@ -290,9 +291,11 @@ class _BackgroundWriter:
             # system, so RSS does not creep up with the rows (see diffris.inference.heap).
             del item
             trim_heap()
+            self._slot.release()
 
     def submit(self, row_off: int, probs: np.ndarray, valid: np.ndarray) -> None:
         self._raise()
+        self._slot.acquire()
         self._queue.put((row_off, probs, valid))
 
     def finish(self) -> None:
