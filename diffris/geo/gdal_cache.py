@@ -3,10 +3,14 @@
 GDAL keeps the blocks it reads and writes in one process-wide cache until the cache is full; by
 default the cache may take 5 % of the RAM (25 GB on a 512 GB server), so an uncapped run's memory
 grows with the area it has read and written, not with the scene's width. A run reads each window
-once, in row order, and writes each output block once: what it reads again is the two rows of
-input blocks that consecutive rows of tiles share, 24 MiB for a 8,192-px-wide RGB scene in 512²
-blocks. diffris holds the cache at :data:`DEFAULT_GDAL_CACHE` (32 MiB) unless told otherwise;
-on wider scenes some blocks are decoded twice, a few milliseconds against a tile's model time.
+once, in row order, and writes each output block once; a row of tiles spans two rows of input
+blocks and shares one with the next, so two block rows (24 MiB for an 8,192-px-wide RGB scene in
+512² blocks) decode every block once. diffris holds the cache at :data:`DEFAULT_GDAL_CACHE`
+(32 MiB) unless told otherwise; on wider scenes some blocks are decoded twice, a few
+milliseconds against a tile's model time.
+
+The commands bound it; the library does not change a process-wide setting by itself: wrap
+:func:`~diffris.inference.segment.segment_scene` in :func:`bounded_gdal_cache` to do the same.
 
 The size comes from, first found: ``--gdal-cache``, ``DIFFRIS_GDAL_CACHE``, a ``GDAL_CACHEMAX``
 set in the environment (a GDAL user's deliberate setting for every GDAL program; read as GDAL
