@@ -3,7 +3,8 @@
 Prints three tables, with the tiny model on this CPU:
 
 1. scenes of fixed width and growing height: tiles, seconds, tiles/s, peak RSS of a fresh
-   process (memory must not grow with the scene's area: the stitcher holds one band of rows);
+   process (memory must not grow with the scene's area: the stitcher holds one band of rows,
+   and GDAL's block cache is bounded as ``diffris segment`` bounds it);
 2. for the same tiles, the model alone in a tight loop (``predictor.predict`` on batches held in
    memory) against the whole ``segment`` run: the difference is reading, blending and writing
    that did not overlap with compute;
@@ -45,10 +46,13 @@ def _child(args: argparse.Namespace) -> None:
     predictor, model_id = load_predictor("tiny", prompts, device="cpu")
     options = SegmentOptions(batch_size=args.batch)
     if args.mode == "segment":
+        from diffris.geo.gdal_cache import bounded_gdal_cache, resolve_gdal_cache
+
         started = time.perf_counter()
-        result = segment_scene(
-            args.scene, Path(args.out), predictor, prompts, options, model_id=model_id
-        )
+        with bounded_gdal_cache(resolve_gdal_cache().size):  # as `diffris segment` does
+            result = segment_scene(
+                args.scene, Path(args.out), predictor, prompts, options, model_id=model_id
+            )
         seconds = time.perf_counter() - started
         tiles = result.tiles - result.skipped_tiles
     else:  # the model alone on the same number of tiles, batches already in memory

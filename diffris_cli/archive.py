@@ -25,6 +25,7 @@ from diffris_cli.options import (
     FeatureCacheOption,
     FeatureCacheSizeOption,
     FormatOption,
+    GdalCacheOption,
     HolesOption,
     JsonOption,
     MaxMemoryOption,
@@ -84,6 +85,7 @@ def _backend(workers: int, gpus: int, scheduler: str | None, threads: int | None
 # pending and stops its workers (one line, exit 143)
 @sigterm_stops()
 def archive(
+    ctx: typer.Context,
     source: Annotated[
         str,
         typer.Argument(
@@ -110,6 +112,7 @@ def archive(
     model: ModelOption = None,
     pretrained: PretrainedOption = None,
     max_memory: MaxMemoryOption = None,
+    gdal_cache: GdalCacheOption = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -227,10 +230,15 @@ def archive(
       diffris archive status -o /data/masks     (see diffris archive status --help)
     """
     from diffris.data.prompts import load_prompts
+    from diffris.geo.gdal_cache import bounded_gdal_cache, resolve_gdal_cache
     from diffris.inference.memory import parse_size
     from diffris.models.names import check_pretrained_form, parse_pretrained
 
     folders = parse_pretrained(pretrained)
+    # The driver's reads (inputs, ledger checks) hold to it here; each worker applies the
+    # processor's bound to its scenes (a dask worker may be on another machine).
+    gdal = resolve_gdal_cache(gdal_cache)
+    ctx.with_resource(bounded_gdal_cache(gdal.size))
     if log_file is not None:
         add_log_file(log_file)
     if prompts_file is None:
@@ -285,6 +293,7 @@ def archive(
         pretrained=folders,
         max_memory=budget,
         feature_cache=cache,
+        gdal_cache=gdal.size,
     )
     suffix = ".zarr" if options.format is not None and options.format.value == "zarr" else ".tif"
     with progress_bars("scenes", quiet=quiet or as_json) as progress_for:

@@ -213,3 +213,13 @@ FeatureCacheDtypeOption = Annotated[
         show_default=False,
     ),
 ]
+GdalCacheOption = Annotated[
+    str | None,
+    typer.Option(
+        "--gdal-cache",
+        help="GDAL's block cache for the run's reads and writes, e.g. 64M, 1G or 5% (of the "
+        "RAM, GDAL's own default). Default: $DIFFRIS_GDAL_CACHE, else a GDAL_CACHEMAX set in "
+        "the environment, else 32M (memory then follows the scene's width, not its area).",
+        show_default=False,
+    ),
+]

@@ -23,6 +23,7 @@ from diffris_cli.options import (
     FeatureCacheOption,
     FeatureCacheSizeOption,
     FormatOption,
+    GdalCacheOption,
     HolesOption,
     JsonOption,
     MaxMemoryOption,
@@ -54,6 +55,7 @@ from diffris_cli.parsing import (
 
 if TYPE_CHECKING:  # the library is imported inside the command: --help answers at once
     from diffris.data.prompts import Prompt
+    from diffris.geo.gdal_cache import GdalCache
     from diffris.inference.run import RunPlan, RunSummary
     from diffris.inference.segment import SegmentOptions, VectorTarget
 
@@ -80,6 +82,7 @@ def gather_prompts(texts: list[str] | None, prompt_file: Path | None) -> list[Pr
 @user_errors
 @sigterm_stops()  # a clean stop: the output in progress removed, one line, exit 143
 def segment(
+    ctx: typer.Context,
     scenes: Annotated[
         list[str],
         typer.Argument(
@@ -135,6 +138,7 @@ def segment(
         ),
     ] = None,
     max_memory: MaxMemoryOption = None,
+    gdal_cache: GdalCacheOption = None,
     vector: Annotated[
         str | None,
         typer.Option(
@@ -170,6 +174,7 @@ def segment(
 
       diffris segment scene.tif --prompts new.yaml -o new.tif --feature-cache features/
     """
+    from diffris.geo.gdal_cache import bounded_gdal_cache, resolve_gdal_cache
     from diffris.geo.vector.options import is_vector_output
     from diffris.inference.memory import parse_size
     from diffris.inference.run import plan_run, preflight
@@ -178,6 +183,9 @@ def segment(
 
     folders = parse_pretrained(pretrained)
     budget = parse_size(max_memory) if max_memory is not None else None
+    # Every read and write from here on, the dry run's estimate included, holds to the bound.
+    gdal = resolve_gdal_cache(gdal_cache)
+    ctx.with_resource(bounded_gdal_cache(gdal.size))
     prompts = gather_prompts(text, prompts_file)
     polygon_options = vector_options(min_area=min_area, simplify=simplify, holes=holes)
     cache = feature_cache_options(feature_cache, feature_cache_size, feature_cache_dtype)
@@ -254,7 +262,7 @@ def segment(
     if dry_run:
         shown = [o or v.path for o, v in zip(outputs, vectors, strict=True) if o or v]
         plan = plan_run(scenes, shown, prompts, per_scene, failures)
-        _print_plan(plan, as_json=as_json)
+        _print_plan(plan, as_json=as_json, gdal=gdal)
         if plan.exit_code:
             raise typer.Exit(plan.exit_code)
         return
@@ -347,13 +355,16 @@ def _targets(
     return list(output_paths(scenes, output, options.format, names)), vectors
 
 
-def _print_plan(plan: RunPlan, *, as_json: bool) -> None:
+def _print_plan(plan: RunPlan, *, as_json: bool, gdal: GdalCache) -> None:
     if as_json:
         out_console.print_json(json.dumps(plan.to_dict()))
         return
     from rich.table import Table
 
-    table = Table(title="Dry run: nothing was written")
+    table = Table(
+        title="Dry run: nothing was written",
+        caption=f"memory includes GDAL's block cache: {gdal.mib:g} MiB ({gdal.source})",
+    )
     for column in ("scene", "size (px)", "grid", "tiles", "memory (MiB, excl. model)", "output"):
         table.add_column(column)
     for scene in plan.plans:

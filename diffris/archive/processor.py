@@ -68,6 +68,8 @@ class SegmentProcessor:
     #: keep the tiles' image features between runs (``--feature-cache``); shared by the
     #: workers, which may fill and read it at the same time
     feature_cache: FeatureCacheOptions | None = None
+    #: bytes of GDAL's block cache in each worker (``--gdal-cache``); None leaves it as is
+    gdal_cache: int | None = None
     _predictor: TilePredictor | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -133,6 +135,11 @@ class SegmentProcessor:
 
         if job.prompt_hash != prompt_set_hash(list(self.prompts)):
             raise InputError(f"{job.input}: the job was planned for another prompt set")
+        if self.gdal_cache is not None:
+            # Per scene, not once per worker: a dask worker may serve runs with other bounds.
+            from diffris.geo.gdal_cache import set_gdal_cache
+
+            set_gdal_cache(self.gdal_cache)
         options = segment_options(job.options)
         # Scene sizes are known only here: a scene too large fails alone, in one line, before
         # its first tile (segment checks every scene up front).
@@ -172,6 +179,7 @@ class SegmentProcessor:
             details={
                 "skipped_tiles": result.skipped_tiles,
                 "peak_memory_mib": result.peak_memory_mib,
+                "gdal_cache_mib": result.gdal_cache_mib,
                 **({"vector": result.vector, "polygons": result.polygons} if vector else {}),
             },
         )

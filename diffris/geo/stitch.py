@@ -172,7 +172,8 @@ class Stitcher:
             count = min(upto - self._base, self.capacity)
             wsum = self._wsum[:count]
             valid = wsum > 0
-            # Divide only where there is weight: 0/0 is slow (~10x), and nodata rows are all 0.
+            # One new array, divided in place only where there is weight: no full-size temporary,
+            # and no 0/0 (slow, ~10x), which nodata rows would be.
             probs = np.full((self.n_prompts, count, wsum.shape[1]), np.nan, np.float32)
             np.divide(self._acc[:, :count], wsum, out=probs, where=valid)
             self._emit(self._base, probs, valid)

@@ -4,13 +4,15 @@ The estimate covers what grows with the scene's width and the number of prompts 
 own weights and activations come on top; ``benchmarks/`` measures them):
 
 - the stitcher's open band of rows: (P + 1) float32 maps of tile x width;
-- the stitched rows queued for the writer: up to 4 bands of P float32 rows;
+- the stitched rows on their way to the writer: one band being written, the next waiting, of
+  P float32 rows each;
 - the sink's buffer: one block-tall slab of P output-dtype rows;
 - the tiles read ahead: 3 batches of RGB tiles and their masks;
 - the model's output for one batch: (B, P, T, T) float32 probabilities;
-- GDAL's block cache (``GDAL_CACHEMAX``; GDAL's default is 5 % of the RAM).
+- GDAL's block cache: the run's bound (``--gdal-cache``, 32 MiB by default; GDAL's own default
+  is 5 % of the RAM).
 
-10,000 prompts on a 256 x 256 scene need about 22.6 GiB plus the cache: the prompts, not the
+10,000 prompts on a 256 x 256 scene need about 17.7 GiB plus the cache: the prompts, not the
 scene, set the size.
 """
 
@@ -39,8 +41,6 @@ MAX_MEMORY_ENV = "DIFFRIS_MAX_MEMORY"
 
 _MIB = 2**20
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-#: GDAL reads a GDAL_CACHEMAX below this as megabytes, above it as bytes.
-_GDAL_MB_BELOW = 100_000
 
 
 class NotEnoughMemoryError(DiffrisError, MemoryError):
@@ -99,7 +99,7 @@ def estimate_memory(
     batch = max(1, min(batch_size, tiles))
     return MemoryEstimate(
         stitch_band=(prompts + 1) * rows * width * 4,
-        write_queue=4 * prompts * rows * width * 4,
+        write_queue=2 * prompts * rows * width * 4,
         sink_slab=prompts * rows * width * output_itemsize,
         read_ahead=3 * batch * tile * tile * 4,
         batch_output=batch * prompts * tile * tile * 4,
@@ -108,25 +108,11 @@ def estimate_memory(
 
 
 def gdal_cache_bytes() -> int:
-    """GDAL's block cache size in bytes, as GDAL reads ``GDAL_CACHEMAX``.
+    """GDAL's block cache size now, in bytes: the bound of the run when one is in effect
+    (``--gdal-cache``, see :mod:`diffris.geo.gdal_cache`), else GDAL's own (5 % of the RAM)."""
+    from diffris.geo.gdal_cache import gdal_cache_size
 
-    A number below 100,000 is megabytes, a larger one bytes, ``N%`` a share of the RAM; unset,
-    GDAL takes 5 % of the RAM.
-    """
-    from rasterio.env import get_gdal_config
-
-    value = get_gdal_config("GDAL_CACHEMAX")
-    total = psutil.virtual_memory().total
-    if value is None:
-        return total // 20
-    text = str(value).strip()
-    try:
-        if text.endswith("%"):
-            return int(total * float(text[:-1]) / 100)
-        number = int(float(text))
-    except ValueError:
-        return total // 20
-    return number * _MIB if number < _GDAL_MB_BELOW else number
+    return gdal_cache_size()
 
 
 def parse_size(text: str, flag: str = "--max-memory") -> int:

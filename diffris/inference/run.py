@@ -143,6 +143,8 @@ class ScenePlan:
     grid_cols: int
     tiles: int
     estimated_memory_mib: float
+    #: GDAL's block cache the run holds to (``--gdal-cache``), included in the estimate
+    gdal_cache_mib: float = 0.0
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -169,6 +171,7 @@ def plan_scene(
             grid_cols=grid.n_cols,
             tiles=len(grid),
             estimated_memory_mib=estimate.mib,
+            gdal_cache_mib=round(estimate.gdal_cache / 2**20, 1),
         )
 
 

@@ -26,6 +26,7 @@ from diffris import __version__
 from diffris.config import Config
 from diffris.data.prompts import Prompt
 from diffris.errors import InputError
+from diffris.geo.gdal_cache import gdal_cache_size
 from diffris.geo.grid import Grid
 from diffris.geo.scene import Scene
 from diffris.geo.sinks import open_sink
@@ -42,6 +43,7 @@ from diffris.geo.stitch import Stitcher
 from diffris.geo.vector.options import VectorFormat, VectorOptions
 from diffris.inference.batches import prefetch_batches
 from diffris.inference.feature_cache import scene_features
+from diffris.inference.heap import trim_heap
 
 if TYPE_CHECKING:  # torch only when a model runs: preflight errors answer in a fraction of a second
     from diffris.inference.predictor import TilePredictor
@@ -131,6 +133,8 @@ class SegmentResult:
     peak_memory_mib: float
     vector: str | None = None
     polygons: int | None = None
+    #: GDAL's block cache during the run (``--gdal-cache``), MiB
+    gdal_cache_mib: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -267,7 +271,11 @@ class _BackgroundWriter:
 
     def __init__(self, write: Callable[[int, np.ndarray, np.ndarray], None]) -> None:
         self._write = write
-        self._queue: queue.Queue[tuple[int, np.ndarray, np.ndarray] | None] = queue.Queue(4)
+        self._queue: queue.Queue[tuple[int, np.ndarray, np.ndarray] | None] = queue.Queue()
+        # One band at the writer: the next waits with its maker until this one is written.
+        # The model, seconds a row, never waits; a mostly-nodata scene outruns the writer and
+        # would fill a queue with bands of the scene's width (112 MiB each at 50,000 px).
+        self._slot = threading.Semaphore(1)
         self._error: BaseException | None = None
         self._cancelled = False
         self._thread = threading.Thread(target=self._run, name="diffris-writer", daemon=True)
@@ -280,9 +288,15 @@ class _BackgroundWriter:
                     self._write(*item)
                 except BaseException as error:
                     self._error = error
+            # Once per row of tiles: the band freed, the heap's free pages go back to the
+            # system, so RSS does not creep up with the rows (see diffris.inference.heap).
+            del item
+            trim_heap()
+            self._slot.release()
 
     def submit(self, row_off: int, probs: np.ndarray, valid: np.ndarray) -> None:
         self._raise()
+        self._slot.acquire()
         self._queue.put((row_off, probs, valid))
 
     def finish(self) -> None:
@@ -436,6 +450,7 @@ def segment_scene(
         peak_memory_mib=round(_peak_rss_mib(), 1),
         vector=str(vector.path) if vector is not None else None,
         polygons=vector_sink.features if vector_sink is not None else None,
+        gdal_cache_mib=round(gdal_cache_size() / 2**20, 1),
     )
     log.info(
         "%s: %d tiles (%d skipped, all nodata) in %.1f s -> %s",

@@ -5,6 +5,7 @@ import json
 from typer.testing import CliRunner
 
 from diffris.archive.lock import EXIT_LOCKED, OutputLock
+from diffris.geo.gdal_cache import resolve_gdal_cache
 from diffris.models.checkpoint import save_trained
 from diffris.models.names import model_identity
 from diffris.models.registry import build_model
@@ -108,10 +109,9 @@ def test_a_scene_too_large_for_the_memory_budget_fails_alone_in_one_line(tmp_pat
     prompts.write_text("- id: roofs\n  text: the red roofs\n")
     out = tmp_path / "masks"
 
-    # the estimate counts GDAL's block cache, then the rows: small ~0.5 MB more, wide ~7 MB
-    from diffris.inference.memory import gdal_cache_bytes
-
-    budget = f"{(gdal_cache_bytes() >> 20) + 3}M"
+    # the estimate counts GDAL's block cache (the run's bound), then the rows: small ~0.5 MB
+    # more, wide ~7 MB
+    budget = f"{(resolve_gdal_cache().size >> 20) + 3}M"
     result = _archive(incoming, out, prompts, "--max-memory", budget)
     assert result.exit_code == 1, result.output
     scenes = {r["input"].rsplit("/", 1)[-1]: r for r in json.loads(result.stdout)["scenes"]}

@@ -367,7 +367,7 @@ def write_scene(
             # GDAL's default block cache (5% of RAM) would let the overview pass hold a large
             # share of the scene; a fixed cache keeps memory flat whatever the scene size.
             with (
-                rasterio.Env(GDAL_CACHEMAX=_OVERVIEW_CACHE_MB),
+                rasterio.Env(GDAL_CACHEMAX=_OVERVIEW_CACHE_MB * 2**20),  # rasterio: bytes
                 rasterio.open(partial, "r+") as dst,
             ):
                 dst.build_overviews(factors, Resampling.average)
