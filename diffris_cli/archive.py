@@ -32,6 +32,7 @@ from diffris_cli.options import (
     MinAreaOption,
     ModelOption,
     NodataOption,
+    NoHolesOption,
     OutputTypeOption,
     OverlapOption,
     PrecisionOption,
@@ -199,7 +200,8 @@ def archive(
     ] = None,
     min_area: MinAreaOption = None,
     simplify: SimplifyOption = 0.0,
-    holes: HolesOption = True,
+    holes: HolesOption = False,
+    no_holes: NoHolesOption = False,
     feature_cache: FeatureCacheOption = None,
     feature_cache_size: FeatureCacheSizeOption = None,
     feature_cache_dtype: FeatureCacheDtypeOption = None,
@@ -263,8 +265,10 @@ def archive(
         creation_options=creation_options,
     )
     polygon_format = vector_format(vector_format_name, "--vector-format")
-    polygon_options = vector_options(min_area=min_area, simplify=simplify, holes=holes)
-    if polygon_format is None and (min_area is not None or simplify or not holes):
+    if holes and no_holes:
+        raise InputError("--holes and --no-holes contradict each other; give one of them")
+    polygon_options = vector_options(min_area=min_area, simplify=simplify, holes=not no_holes)
+    if polygon_format is None and (min_area is not None or simplify or no_holes):
         raise InputError(
             "--min-area, --simplify and --no-holes apply to polygons; add --vector-format gpkg"
         )

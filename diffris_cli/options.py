@@ -119,6 +119,7 @@ MaxMemoryOption = Annotated[
     str | None,
     typer.Option(
         "--max-memory",
+        metavar="SIZE",
         help="Memory a scene's run may use, e.g. 48G (also DIFFRIS_MAX_MEMORY); a run whose "
         "estimate exceeds it is refused before its work. Default: the memory available now.",
         show_default=False,
@@ -167,11 +168,18 @@ SimplifyOption = Annotated[
         "preserved: every polygon stays valid). 0 keeps the exact pixel edges.",
     ),
 ]
+# --holes/--no-holes as two flags, --holes hidden: a flag pair's second name gets a column of
+# its own in every command's help table, which squeezed every help text to a third of the width.
 HolesOption = Annotated[
     bool,
+    typer.Option("--holes", hidden=True, help="Keep the polygons' holes (the default)."),
+]
+NoHolesOption = Annotated[
+    bool,
     typer.Option(
-        "--holes/--no-holes",
-        help="Keep the polygons' holes, or fill every hole that holds no nodata.",
+        "--no-holes",
+        help="Fill every hole of the polygons that holds no nodata (--holes, the default, keeps "
+        "them).",
     ),
 ]
 ThreadsOption = Annotated[
@@ -189,6 +197,7 @@ FeatureCacheOption = Annotated[
     Path | None,
     typer.Option(
         "--feature-cache",
+        metavar="DIR",
         help="Keep each tile's image features in this folder and reuse them in later runs on "
         "the same scenes, so that new prompts cost only the decoding. Default: none kept.",
         show_default=False,
@@ -198,6 +207,7 @@ FeatureCacheSizeOption = Annotated[
     str | None,
     typer.Option(
         "--feature-cache-size",
+        metavar="SIZE",
         help="Most the feature cache keeps, e.g. 20G (the default); past it, the least "
         "recently used scenes are evicted.",
         show_default=False,
@@ -207,6 +217,7 @@ FeatureCacheDtypeOption = Annotated[
     str | None,
     typer.Option(
         "--feature-cache-dtype",
+        metavar="DTYPE",
         help="float16 (the default: half the disk; probabilities within ~1e-2 of a run "
         "without the cache, a mask pixel in a million flips) or float32 (outputs "
         "bit-identical to a run without it).",
@@ -217,6 +228,7 @@ GdalCacheOption = Annotated[
     str | None,
     typer.Option(
         "--gdal-cache",
+        metavar="SIZE",
         help="GDAL's block cache for the run's reads and writes, e.g. 64M, 1G or 5% (of the "
         "RAM, GDAL's own default). Default: $DIFFRIS_GDAL_CACHE, else a GDAL_CACHEMAX set in "
         "the environment, else 32M (memory then follows the scene's width, not its area).",

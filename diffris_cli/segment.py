@@ -30,6 +30,7 @@ from diffris_cli.options import (
     MinAreaOption,
     ModelOption,
     NodataOption,
+    NoHolesOption,
     OutputTypeOption,
     OverlapOption,
     OverwriteOption,
@@ -151,7 +152,8 @@ def segment(
     vector_format_name: VectorFormatOption = None,
     min_area: MinAreaOption = None,
     simplify: SimplifyOption = 0.0,
-    holes: HolesOption = True,
+    holes: HolesOption = False,
+    no_holes: NoHolesOption = False,
     feature_cache: FeatureCacheOption = None,
     feature_cache_size: FeatureCacheSizeOption = None,
     feature_cache_dtype: FeatureCacheDtypeOption = None,
@@ -187,7 +189,9 @@ def segment(
     gdal = resolve_gdal_cache(gdal_cache)
     ctx.with_resource(bounded_gdal_cache(gdal.size))
     prompts = gather_prompts(text, prompts_file)
-    polygon_options = vector_options(min_area=min_area, simplify=simplify, holes=holes)
+    if holes and no_holes:
+        raise InputError("--holes and --no-holes contradict each other; give one of them")
+    polygon_options = vector_options(min_area=min_area, simplify=simplify, holes=not no_holes)
     cache = feature_cache_options(feature_cache, feature_cache_size, feature_cache_dtype)
     polygons_only = is_vector_output(output, output_format)
     if output_format and not polygons_only:
@@ -222,7 +226,7 @@ def segment(
         vector=vector,
         vector_format_name=output_format if polygons_only else vector_format_name,
         polygon_options=polygon_options,
-        asked={"--min-area": min_area, "--simplify": simplify or None, "--no-holes": not holes},
+        asked={"--min-area": min_area, "--simplify": simplify or None, "--no-holes": no_holes},
     )
     if stac:
         from diffris.stac.items import check_stac_outputs

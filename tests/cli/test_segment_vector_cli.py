@@ -67,6 +67,7 @@ def test_raster_and_polygons_in_one_run_agree(tmp_path, scene):
         (["--simplify", "-2"], "p.gpkg", "--simplify -2.0 must be zero or more"),
         (["--simplify", "1"], "m.tif", "--simplify applies to polygons; add --vector"),
         (["--no-holes"], "m.tif", "--no-holes applies to polygons"),
+        (["--holes", "--no-holes"], "p.gpkg", "--holes and --no-holes contradict each other"),
         (["--vector", "q.gpkg"], "p.gpkg", "already writes polygons"),
         (
             ["--vector", "q.gpkg", "--vector-format", "kml"],
