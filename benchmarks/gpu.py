@@ -252,7 +252,7 @@ def time_segment(
 
 def predictor_format(device):
     """The memory format the predictor gives a model on ``device``."""
-    from diffris.inference.fast_path import inference_memory_format
+    from diffris.models.fast_path import inference_memory_format
 
     return inference_memory_format(device)
 

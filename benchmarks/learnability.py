@@ -44,6 +44,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "bce_weight": 1.0,
         "dice_weight": 1.0,
         "cache_latents": True,
+        "schedule": "poly",
+        "warmup_epochs": 0.0,
     },
     "rsrefseg-tiny": {
         "samples": 640,
@@ -55,6 +57,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "bce_weight": 1.0,
         "dice_weight": 1.0,
         "cache_latents": False,
+        "schedule": "poly",
+        "warmup_epochs": 0.0,
     },
 }
 
@@ -72,6 +76,8 @@ def learnability(
     bce_weight: float = 1.0,
     dice_weight: float = 1.0,
     cache_latents: bool = False,
+    schedule: str = "poly",
+    warmup_epochs: float = 0.0,
     threads: int = 2,
 ) -> dict[str, float]:
     """Train ``preset`` and score it; mIoU with true and shuffled sentences, and the CPU seconds.
@@ -80,7 +86,8 @@ def learnability(
         work: scratch folder (the dataset and the run).
         preset: the model preset (``tiny``, ``rsrefseg-tiny``, ...).
         samples: training samples (validation: an eighth of them, at least 8).
-        epochs, size, lr, batch, weight_decay, bce_weight, dice_weight, cache_latents: the
+        epochs, size, lr, batch, weight_decay, bce_weight, dice_weight, cache_latents, schedule,
+            warmup_epochs: the
             :class:`~diffris.train.TrainConfig` fields of the same names (``batch``: the global
             and device batch; ``size``: image side, px).
         threads: torch threads of the one training process.
@@ -110,6 +117,8 @@ def learnability(
         bce_weight=bce_weight,
         dice_weight=dice_weight,
         cache_latents=cache_latents,
+        schedule=schedule,
+        warmup_epochs=warmup_epochs,
         seed=0,
     )
     train(config, work / "run", launch=LaunchOptions(workers=0, threads=threads, save_every=0))
@@ -134,6 +143,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=None, help="image side, px")
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--batch", type=int, default=None, help="batch size")
+    parser.add_argument("--schedule", choices=("poly", "warmup-cosine"), default=None)
+    parser.add_argument("--warmup-epochs", type=float, default=None)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     options = {**RECIPES[args.preset], "preset": args.preset, "threads": args.threads}

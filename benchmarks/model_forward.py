@@ -7,7 +7,7 @@ multiply-add), then for each mode its time (ms), GFLOP/s and percentage of this 
 matmul peak, measured in the same run at the same thread count (a 2048² ``torch.mm``). Modes:
 
 - ``fp32 NCHW``: the model as built, contiguous tensors (what ran before the fast path);
-- ``fp32 default``: the default inference path (:func:`diffris.inference.fast_path.
+- ``fp32 default``: the default inference path (:func:`diffris.models.fast_path.
   prepare_for_inference`: channels_last on a CPU); the last column is its speed-up;
 - ``bf16``: the default path under ``--precision bf16`` autocast.
 
@@ -34,7 +34,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from diffris.devices import Precision, autocast
-from diffris.inference.fast_path import prepare_for_inference, to_inference_layout
+from diffris.models.fast_path import prepare_for_inference, to_inference_layout
 from diffris.models.loading import load_model
 from diffris.models.rsrefseg.model import SAM_MEAN, SAM_STD, SIGLIP_MEAN, SIGLIP_STD
 

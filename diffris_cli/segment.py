@@ -281,7 +281,6 @@ def segment(
 
     compute_threads = resolve_threads(threads)
     limit_threads(compute_threads)  # before the model loads: no oversubscribed pool
-    log.info("%d compute thread(s)%s", compute_threads, "" if threads else " (--threads N pins it)")
     if cache is not None:
         prepare_cache_folder(cache.folder)  # before the model loads: a bad folder fails at once
     predictor, model_id = load_predictor(
@@ -292,6 +291,7 @@ def segment(
         pretrained=folders,
         feature_cache=cache,
     )
+    log.info("%d compute thread(s)%s", compute_threads, "" if threads else " (--threads N pins it)")
     with progress_bars("tiles", quiet=quiet or as_json) as progress_for:
         summary = segment_scenes(
             [str(s) for s in scenes],

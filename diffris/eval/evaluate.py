@@ -381,7 +381,7 @@ def _score_model_on(
     progress: ProgressFn | None,
 ) -> tuple[MetricAccumulator, PredictionFn, torch.device]:
     """Load the model, score ``indices`` and feed the gallery; see :func:`evaluate`."""
-    from diffris.inference.fast_path import prepare_for_inference, warn_if_slower
+    from diffris.models.fast_path import prepare_for_inference, warn_if_slower
     from diffris.models.loading import load_model
 
     device = resolve_device(options.device)

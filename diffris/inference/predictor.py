@@ -17,7 +17,7 @@ import torch
 
 from diffris.data.prompts import Prompt
 from diffris.devices import Precision, autocast
-from diffris.inference.fast_path import (
+from diffris.models.fast_path import (
     inference_memory_format,
     prepare_for_inference,
     warn_if_slower,
@@ -48,7 +48,7 @@ class ModelPredictor:
 
     Args:
         model: the model; moved to ``device``, in eval mode and in the layout that runs
-            fastest there (:func:`~diffris.inference.fast_path.prepare_for_inference`).
+            fastest there (:func:`~diffris.models.fast_path.prepare_for_inference`).
         prompts: the prompts of this run; their text features are computed here, once.
         device: where to run.
         precision: autocast precision of the image encoding and the decode.

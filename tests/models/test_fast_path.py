@@ -12,8 +12,8 @@ from rasterio.windows import Window
 
 from diffris.data.prompts import Prompt
 from diffris.devices import Precision
-from diffris.inference.fast_path import native_bf16, prepare_for_inference, warn_if_slower
 from diffris.inference.predictor import ModelPredictor
+from diffris.models.fast_path import native_bf16, prepare_for_inference, warn_if_slower
 from diffris.models.fingerprint import module_digest
 from diffris.models.loading import load_model
 
@@ -84,7 +84,7 @@ def test_bf16_warns_only_on_a_cpu_without_bf16_instructions(caplog):
         flags = set(" ".join(Path("/proc/cpuinfo").read_text().split("\n")).split())
     if flags:
         assert native_bf16(CPU) == bool(flags & {"avx512_bf16", "amx_bf16"})
-    with caplog.at_level(logging.WARNING, logger="diffris.inference.fast_path"):
+    with caplog.at_level(logging.WARNING, logger="diffris.models.fast_path"):
         warn_if_slower(CPU, Precision.FP32)
         warn_if_slower(CPU, Precision.BF16)
     warned = [record.getMessage() for record in caplog.records]
