@@ -62,17 +62,7 @@ from typing import Any
 
 from gpu_report import Report, Setup, print_tables, save
 from gpu_training import measure_training
-
-PROMPTS = [
-    "the red roofs",
-    "the ponds",
-    "the roads",
-    "the blue vehicles",
-    "the green fields",
-    "the buildings next to the road",
-    "the large pond",
-    "the vehicles on the road",
-]
+from prompt_cost import PROMPTS, real_size_model  # benchmarks/ is this script's folder
 
 
 def layout_of(model) -> str:
@@ -111,19 +101,7 @@ def matmul_tflops(device, dtype, n: int, seconds: float = 1.0) -> float:
 
 def random_model(preset: str, device):
     """``preset`` at its real sizes, random weights on ``device``, frozen (timing only)."""
-    import torch
-
-    from diffris.models.registry import build_on_meta
-
-    model = build_on_meta(preset).to_empty(device=device)
-    generator = torch.Generator(device=device).manual_seed(0)
-    with torch.no_grad():
-        for tensor in [*model.parameters(), *model.buffers()]:
-            if tensor.is_floating_point():
-                tensor.normal_(0.0, 0.02, generator=generator)
-            else:
-                tensor.zero_()
-    return model.requires_grad_(False).eval()
+    return real_size_model(preset, device)
 
 
 def attention_kinds(model) -> list[str]:

@@ -151,21 +151,22 @@ def print_split(label: str, model, repeats: int) -> None:
     )
 
 
-def real_size_model(preset: str):
-    """``preset``'s architecture at its real sizes with random weights (timing only)."""
+def real_size_model(preset: str, device: str = "cpu"):
+    """``preset``'s architecture at its real sizes with random weights on ``device``, frozen
+    (timing only; ``benchmarks/gpu.py`` and ``feature_cache.py`` use it too)."""
     import torch
 
     from diffris.models.registry import build_on_meta
 
-    model = build_on_meta(preset).to_empty(device="cpu")
-    generator = torch.Generator().manual_seed(0)
+    model = build_on_meta(preset).to_empty(device=device)
+    generator = torch.Generator(device=device).manual_seed(0)
     with torch.no_grad():
         for tensor in [*model.parameters(), *model.buffers()]:
             if tensor.is_floating_point():
                 tensor.normal_(0.0, 0.02, generator=generator)
             else:
                 tensor.zero_()
-    return model.eval()
+    return model.requires_grad_(False).eval()
 
 
 def main() -> None:
