@@ -51,7 +51,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "samples": 640,
         "epochs": 4,
         "size": 256,
-        "lr": 3e-3,
+        "lr": 1e-3,  # 3e-3 (as tiny) reached 49 mIoU; 1e-3 reached 77
         "batch": 8,
         "weight_decay": 0.05,
         "bce_weight": 1.0,
