@@ -1,11 +1,7 @@
 """``diffris archive --workers 2 --feature-cache``: spawned workers fill and read one cache."""
 
-import os
-
 import numpy as np
-import pytest
 import rasterio
-import torch
 
 from diffris.archive.backends import InlineBackend
 from diffris.archive.pool import ProcessPoolBackend
@@ -16,16 +12,6 @@ from diffris.models.names import model_identity
 from tests.archive.archive_helpers import OPTIONS, PROMPTS, write_scene
 
 NAMES = ["a.tif", "b.tif", "c.tif"]
-
-
-@pytest.fixture
-def restore_threads(monkeypatch):
-    """InlineBackend(threads=1) caps this process; undo it after the test."""
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        monkeypatch.setenv(variable, os.environ.get(variable, ""))
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def _run(source, out, backend, prompts, cache=None):

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import torch
 
 from diffris.archive.backends import InlineBackend
 from diffris.archive.dask_backend import DaskBackend
@@ -56,16 +55,6 @@ def _tiny(source, out, backend, model="tiny"):
 def _read(path):
     with rasterio.open(path) as src:
         return src.read(), src.tags(), src.transform
-
-
-@pytest.fixture
-def restore_threads(monkeypatch):
-    """InlineBackend(threads=1) caps this process; undo it after the test."""
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        monkeypatch.setenv(variable, os.environ.get(variable, ""))
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_two_workers_and_a_local_dask_cluster_match_one_worker(
