@@ -1,5 +1,6 @@
 """Shared test set-up: keep torch to one thread per process so parallel tests don't fight."""
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 
@@ -25,6 +26,16 @@ def _private_diffris_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DIFFRIS_HOME", str(tmp_path_factory.mktemp("diffris-home")))
         yield
+
+
+@pytest.fixture(autouse=True)
+def _restore_diffris_logging() -> Iterator[None]:
+    """The ``diffris`` logger as it was before each test: a CLI invocation installs its own
+    handlers and stops propagation, which would hide later tests' records from ``caplog``."""
+    logger = logging.getLogger("diffris")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers, logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 @pytest.fixture
