@@ -123,6 +123,16 @@ def train(
         ),
     ] = None,
     pretrained: PretrainedOption = None,
+    model_option: Annotated[
+        list[str] | None,
+        _flag(
+            "KEY=VALUE: an option of the preset's model, repeatable (RSRefSeg: lora_rank, "
+            "lora_alpha, lora_dropout, down_spatial_times, norm, dense_prompt, mask_padding; "
+            "both: mask_threshold, max_tokens). The trained folder records it.",
+            _MODEL,
+            "--model-option",
+        ),
+    ] = None,
     epochs: Annotated[int | None, _flag("Epochs (40 | 200).", _RECIPE, "--epochs")] = None,
     batch_size: Annotated[
         int | None, _flag("GLOBAL batch over all processes (32 | 32).", _RECIPE, "--batch-size")
@@ -342,6 +352,11 @@ def train(
     if loss is not None and loss not in LOSS_NAMES:
         raise InputError(f"--loss {loss!r} is not one of: {', '.join(LOSS_NAMES)}")
     base = read_config_file(config_file)
+    if model_option:
+        base["model_options"] = {
+            **base.get("model_options", {}),
+            **parse_model_options(model_option),
+        }
     if switches:
         base["ablation"] = Ablation.from_dict({**base.get("ablation", {}), **switches}).to_dict()
     given = {key: value for key, value in overrides.items() if value is not None}
@@ -385,6 +400,37 @@ def train(
         out_console.print(
             f"{result.run}: {state} after {result.steps} steps in {result.seconds:.0f} s; {summary}"
         )
+
+
+def parse_model_options(values: list[str]) -> dict[str, Any]:
+    """``--model-option KEY=VALUE`` values as a mapping; VALUE read as a YAML scalar
+    (``16``, ``0.1``, ``true``, ``group``).
+
+    Raises:
+        InputError: a value without ``=``, a key given twice, or a VALUE that is not a scalar.
+    """
+    import yaml
+
+    options: dict[str, Any] = {}
+    for text in values:
+        key, sep, raw = text.partition("=")
+        if not sep or not key or not raw:
+            raise InputError(
+                f"--model-option {text!r} is not KEY=VALUE; write e.g. --model-option lora_rank=8"
+            )
+        if key in options:
+            raise InputError(f"--model-option {key}= given twice; give each option once")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = None
+        if not isinstance(value, bool | int | float | str):
+            raise InputError(
+                f"--model-option {text}: {raw!r} is not a plain value; give a number, true/false "
+                "or a word"
+            )
+        options[key] = value
+    return options
 
 
 def _resume_check(

@@ -49,6 +49,7 @@ from diffris.data.synthetic import DEFAULT_PROMPTS, write_scene
 from diffris.models.checkpoint import load_trained, save_trained
 from diffris.models.diffris.tiny import tiny_head_configs
 from diffris.train import LaunchOptions, TrainConfig, train
+from diffris_cli.train import parse_model_options
 
 REPO = Path(__file__).resolve().parents[1]
 TILE = 256
@@ -79,6 +80,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "dice_weight": 1.0,
         "context_layers": 4,
         "cache_latents": True,
+        "select_by": "oIoU",
+        "model_option": {},
     },
     "rsrefseg-tiny": {
         "out": REPO / "examples" / "models" / "demo-rsrefseg",
@@ -93,6 +96,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "dice_weight": 1.0,
         "context_layers": None,
         "cache_latents": False,
+        "select_by": "oIoU",
+        "model_option": {},
     },
 }
 
@@ -257,12 +262,24 @@ def main() -> None:
     parser.add_argument("--weight-decay", type=float, default=None)
     parser.add_argument("--bce-weight", type=float, default=None)
     parser.add_argument("--dice-weight", type=float, default=None)
+    parser.add_argument(
+        "--select-by", choices=("oIoU", "mIoU"), default=None, help="best-epoch score (recipe's)"
+    )
+    parser.add_argument(
+        "--model-option",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="a model option, as diffris train --model-option (recipe's)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     for name, value in RECIPES[args.preset].items():
         if getattr(args, name, None) is None:
             setattr(args, name, value)
     args.prompts = list(args.prompts)
+    if isinstance(args.model_option, list):
+        args.model_option = parse_model_options(args.model_option)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -303,7 +320,8 @@ def main() -> None:
             # up for 5 of these 8 epochs
             schedule="poly",
             warmup_epochs=0.0,
-            select_by="oIoU",
+            select_by=args.select_by,
+            model_options=args.model_option,
             seed=0,
         )
         launch = LaunchOptions(workers=0, threads=args.threads, save_every=0)

@@ -272,6 +272,15 @@ def training_recipe(preset: str) -> dict[str, Any]:
     return dict(_recipe_module(preset).RECIPE)
 
 
+def model_option_names(preset: str) -> tuple[str, ...]:
+    """The model options ``diffris train --model-option`` may set for ``preset``.
+
+    Raises:
+        InputError: an unknown preset.
+    """
+    return tuple(_recipe_module(preset).MODEL_OPTIONS)
+
+
 def loss_weights(preset: str, loss: str) -> dict[str, float]:
     """``bce_weight`` and ``dice_weight`` of ``--loss bce|bce+dice`` in ``preset``'s recipe.
 

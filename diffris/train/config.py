@@ -34,6 +34,7 @@ from diffris.models.names import (
     PRESETS,
     PRETRAINED_KEYS,
     check_pretrained_form,
+    model_option_names,
     training_recipe,
 )
 from diffris.train.schedule import Schedule
@@ -166,6 +167,9 @@ class TrainConfig(Config):
         cp_adapter: CP-adapter sizes; None = the preset's default.
         pcmrd: decoder sizes; None = the preset's default.
         ablation: component switches, applied on top of ``cp_adapter`` and ``pcmrd``.
+        model_options: options of the preset's architecture, recorded in the trained folder's
+            config (RSRefSeg: ``lora_rank``, ``mask_padding``, ...; see
+            :func:`diffris.models.names.model_option_names`); unset ones keep the preset's.
         latent_scale: VAE latent multiplier; None = the model default (0.18215).
         timestep: UNet timestep; None = the model default (1).
         epochs: passes over the training split (*recipe*).
@@ -203,6 +207,7 @@ class TrainConfig(Config):
     cp_adapter: CPAdapterConfig | None = None
     pcmrd: PCMRDConfig | None = None
     ablation: Ablation = dataclasses.field(default_factory=Ablation)
+    model_options: dict[str, bool | int | float | str] = dataclasses.field(default_factory=dict)
     latent_scale: float | None = None
     timestep: int | None = None
     epochs: int | None = None
@@ -230,6 +235,7 @@ class TrainConfig(Config):
         check_types(self)
         self._resolve_recipe()
         self._check_pretrained()
+        self._check_model_options()
         self._check_schedule()
         if self.dataset not in TRAIN_DATASETS:
             raise InputError(
@@ -295,6 +301,35 @@ class TrainConfig(Config):
                 f"{'/'.join(PRETRAINED_KEYS)} to folders"
             )
         check_pretrained_form(self.preset, self.pretrained)
+
+    def _check_model_options(self) -> None:
+        """Names and values checked here, by the architecture's own config, before any run."""
+        options = self.model_options
+        if not isinstance(options, Mapping):
+            raise InputError(
+                f"model_options must be a mapping of option names to values, got {options!r}"
+            )
+        valid = model_option_names(self.preset)
+        for name, value in options.items():
+            if name not in valid:
+                raise InputError(
+                    f"--model-option {name}: not an option of {self.preset}; valid: "
+                    f"{', '.join(valid)}"
+                )
+            if not isinstance(value, bool | int | float | str):
+                raise InputError(
+                    f"--model-option {name}={value!r}: give a plain value (a number, true/false "
+                    "or a word)"
+                )
+        if options:
+            from diffris.models.registry import architecture, architecture_of
+
+            config_class = architecture(architecture_of(self.preset)).CONFIG_CLASS
+            try:
+                config_class.from_dict(dict(options))
+            except InputError as err:
+                raise InputError(f"--model-option {err}") from err
+        object.__setattr__(self, "model_options", dict(options))
 
     def _check_schedule(self) -> None:
         assert self.warmup_epochs is not None  # resolved

@@ -182,3 +182,39 @@ def test_diffris_train_then_evaluate_with_the_trained_folder(
     assert scored.exit_code == 0, scored.output
     recorded = json.loads((run / "best" / "metadata.json").read_text())["metrics"]
     assert f'"mIoU": {recorded["mIoU"]}' in scored.output
+
+
+def test_model_options_train_the_model_they_name_and_the_folder_records_them(
+    synth_root: Path, tmp_path: Path
+) -> None:
+    from diffris_cli.app import app
+
+    runner = CliRunner()
+    flags = ["train", "--dataset", "synthetic", "--data-root", str(synth_root), "--preset", PRESET]
+    flags += ["--image-size", "64", "--batch-size", "4", "--device-batch", "2", "--epochs", "1"]
+    flags += ["--val-split", "", "--workers", "0", "--threads", "1"]
+    options = ["--model-option", "lora_rank=4", "--model-option", "mask_padding=true"]
+    result = runner.invoke(app, [*flags, *options, "-o", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    model = load_trained(tmp_path / "run" / "last")
+    assert (model.config.lora_rank, model.config.mask_padding) == (4, True)
+    lora_a = [t for n, t in model.trainable_state_dict().items() if ".lora_A." in n]
+    assert lora_a and all(t.shape[0] == 4 for t in lora_a)
+    # a misspelt name, a value the model refuses, and an option of the other architecture: one
+    # line each, naming the option, and no run folder
+    bad = {
+        "lora_rnk=4": "lora_rnk",
+        "lora_rank=0": "lora_rank",
+        "lora_rank": "KEY=VALUE",
+    }
+    for option, named in bad.items():
+        run = tmp_path / f"bad-{len(named)}-{option.count('=')}"
+        result = runner.invoke(app, [*flags, "--model-option", option, "-o", str(run)])
+        lines = result.output.strip().splitlines()
+        assert result.exit_code != 0 and len(lines) == 1, result.output
+        assert named in lines[0] and "Traceback" not in result.output
+        assert not run.exists()
+    diffris = [*flags[:6], "tiny", *flags[7:], "--model-option", "lora_rank=4"]
+    result = runner.invoke(app, [*diffris, "-o", str(tmp_path / "tiny")])
+    assert result.exit_code != 0 and "not an option of tiny" in result.output
+    assert "mask_threshold" in result.output and not (tmp_path / "tiny").exists()

@@ -364,7 +364,8 @@ def build_for_training(config: Any) -> DiffRIS:
 
     Args:
         config: a :class:`diffris.train.config.TrainConfig` (its ``cp_adapter``, ``pcmrd``,
-            ``ablation``, ``latent_scale`` and ``timestep``; None = the preset's default).
+            ``ablation``, ``latent_scale``, ``timestep`` and ``model_options``; None = the
+            preset's default).
     """
     if config.preset == "tiny":
         default_adapter, default_decoder = tiny_head_configs()
@@ -378,6 +379,7 @@ def build_for_training(config: Any) -> DiffRIS:
         for name in ("latent_scale", "timestep")
         if getattr(config, name) is not None
     }
+    options.update(config.model_options)
     return build_diffris(
         config.preset,
         pretrained=config.pretrained,

@@ -22,5 +22,8 @@ RECIPE: dict[str, object] = {
     "dice_weight": 1.0,
     "select_by": "oIoU",
 }
+#: The model options ``diffris train --model-option KEY=VALUE`` may set (the CP-adapter, the
+#: decoder, the latent scale and the timestep have TrainConfig fields of their own).
+MODEL_OPTIONS: tuple[str, ...] = ("mask_threshold", "max_tokens")
 #: ``--loss`` -> (bce_weight, dice_weight); BCE + Dice is the default.
 LOSSES: dict[str, tuple[float, float]] = {"bce": (1.0, 0.0), "bce+dice": (1.0, 1.0)}

@@ -36,6 +36,7 @@ from diffris.models.rsrefseg.configs import (
     tiny_component_configs,
 )
 from diffris.models.rsrefseg.model import RSRefSeg
+from diffris.models.rsrefseg.recipe import MODEL_OPTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -51,19 +52,7 @@ TINY_POSITION_GAIN = 0.1
 TINY_LOGIT_SCALE = 10.0
 TINY_LOGIT_BIAS = 0.0
 #: Options :func:`compose` passes on to :class:`RSRefSegConfig`.
-OPTIONS = frozenset(
-    {
-        "mask_threshold",
-        "max_tokens",
-        "lora_rank",
-        "lora_alpha",
-        "lora_dropout",
-        "down_spatial_times",
-        "norm",
-        "dense_prompt",
-        "mask_padding",
-    }
-)
+OPTIONS = frozenset(MODEL_OPTIONS)
 
 Pretrained = str | os.PathLike[str] | Mapping[str, Any] | None
 
@@ -338,9 +327,11 @@ def build_for_training(config: Any) -> RSRefSeg:
 
     Args:
         config: a :class:`diffris.train.config.TrainConfig` (its ``preset``, ``pretrained``,
-            ``seed``).
+            ``seed`` and ``model_options``).
     """
-    return build_rsrefseg(config.preset, pretrained=config.pretrained, seed=config.seed)
+    return build_rsrefseg(
+        config.preset, pretrained=config.pretrained, seed=config.seed, **config.model_options
+    )
 
 
 def check_pretrained(preset: str, pretrained: Pretrained) -> None:

@@ -25,5 +25,18 @@ RECIPE: dict[str, object] = {
     "dice_weight": 0.0,
     "select_by": "mIoU",
 }
+#: The model options ``diffris train --model-option KEY=VALUE`` may set (:class:`RSRefSegConfig`
+#: fields; the trained folder's config records them).
+MODEL_OPTIONS: tuple[str, ...] = (
+    "lora_rank",
+    "lora_alpha",
+    "lora_dropout",
+    "down_spatial_times",
+    "norm",
+    "dense_prompt",
+    "mask_padding",
+    "mask_threshold",
+    "max_tokens",
+)
 #: ``--loss`` -> (bce_weight, dice_weight); BCE alone is RSRefSeg's, BCE + Dice RSRefSeg2's.
 LOSSES: dict[str, tuple[float, float]] = {"bce": (5.0, 0.0), "bce+dice": (5.0, 5.0)}
