@@ -127,8 +127,9 @@ def train(
         list[str] | None,
         _flag(
             "KEY=VALUE: an option of the preset's model, repeatable (RSRefSeg: lora_rank, "
-            "lora_alpha, lora_dropout, down_spatial_times, norm, dense_prompt, mask_padding; "
-            "both: mask_threshold, max_tokens). The trained folder records it.",
+            "lora_alpha, lora_dropout, down_spatial_times, norm, dense_prompt, mask_padding, "
+            "context_layers, text_lora; both: mask_threshold, max_tokens). The trained folder "
+            "records it.",
             _MODEL,
             "--model-option",
         ),

@@ -60,6 +60,10 @@ class RSRefSegConfig(Config):
             False uses SAM's ``no_mask_embed`` (the paper's ablation).
         mask_padding: average the local activation over real tokens only (choice: False, as the
             authors, who count padding tokens too).
+        text_lora: LoRA in SigLIP's text tower too (choice: True, as the authors); False keeps
+            the text features fixed, so that training cannot pull two prompts together.
+        context_layers: dilated 3×3 layers of a spatial context block on SAM's image embedding
+            (:mod:`diffris.models.rsrefseg.context`; choice: 0, none, as the authors).
     """
 
     backbone: RSRefSegIdentity = dataclasses.field(default_factory=RSRefSegIdentity)
@@ -74,6 +78,8 @@ class RSRefSegConfig(Config):
     norm: str = "group"
     dense_prompt: bool = True
     mask_padding: bool = False
+    context_layers: int = 0
+    text_lora: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.mask_threshold < 1:
@@ -92,6 +98,10 @@ class RSRefSegConfig(Config):
         if not 0 <= self.down_spatial_times <= 4:
             raise InputError(
                 f"down_spatial_times={self.down_spatial_times} must be in 0..4; e.g. 2 (49 tokens)"
+            )
+        if not 0 <= self.context_layers <= 8:
+            raise InputError(
+                f"context_layers={self.context_layers} must be in 0..8; e.g. 0 (none) or 4"
             )
         if self.norm not in PROMPTER_NORMS:
             raise InputError(

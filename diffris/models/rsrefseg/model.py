@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from diffris.errors import InputError
 from diffris.models.preprocessing import to_model_range
 from diffris.models.rsrefseg.config import RSRefSegConfig
+from diffris.models.rsrefseg.context import ContextBlock
 from diffris.models.rsrefseg.filters import text_filters
 from diffris.models.rsrefseg.lora import LORA_MARKER, TARGETS, inject_lora, set_lora_dropout_mode
 from diffris.models.rsrefseg.prompter import Prompter, grid_positional_encoding
@@ -39,7 +40,7 @@ SIGLIP_STD = (0.5, 0.5, 0.5)
 #: aligned with SAM's patch).
 SIZE_MULTIPLE = 16
 #: Prefixes of the parts trained in full.
-HEAD_PARTS = ("prompter.", "sam.prompt_encoder.", "sam.mask_decoder.")
+HEAD_PARTS = ("prompter.", "context.", "sam.prompt_encoder.", "sam.mask_decoder.")
 #: Head tensors RSRefSeg never uses (SAM's point/box embeddings and IoU head): kept frozen, so
 #: that every trainable parameter gets a gradient (plain DDP), but stored with the heads.
 IDLE_HEAD_PARTS = (
@@ -48,6 +49,8 @@ IDLE_HEAD_PARTS = (
     "sam.mask_decoder.iou_prediction_head.",
 )
 
+#: The SigLIP text tower's path (its LoRA is optional: ``text_lora``).
+TEXT_TOWER = "siglip.text_model"
 #: Image features: (SAM embedding (B, C, 64, 64), SigLIP map (B, D, g, g), input size (B, 2)).
 RSRefSegImageFeatures = tuple[Tensor, Tensor, Tensor]
 
@@ -93,7 +96,7 @@ class RSRefSeg(nn.Module):
         self.tokenizer = components.tokenizer
         self.config = config
         self.requires_grad_(False)
-        for path, target in TARGETS.items():
+        for path, target in self.lora_targets().items():
             inject_lora(
                 self.get_submodule(path),
                 target,
@@ -113,6 +116,12 @@ class RSRefSeg(nn.Module):
         self.prompter = Prompter(
             3 * clip_dim, sam_dim, down_spatial_times=config.down_spatial_times, norm=config.norm
         ).to(sam.mask_decoder.iou_token.weight.device)
+        # built after the prompter, so that a model without it draws the same initial weights
+        self.context = (
+            ContextBlock(sam_dim, config.context_layers).to(self.prompter.out.weight.device)
+            if config.context_layers
+            else None
+        )
         self.train(False)
 
     @property
@@ -195,6 +204,8 @@ class RSRefSeg(nn.Module):
         sam_in = _resize_normalise(unit, self.config.sam_size, SAM_MEAN, SAM_STD)
         clip_in = _resize_normalise(unit, self.config.siglip_size, SIGLIP_MEAN, SIGLIP_STD)
         embedding = self.sam.vision_encoder(sam_in).last_hidden_state
+        if self.context is not None:
+            embedding = self.context(embedding)
         tokens = self.siglip.vision_model(pixel_values=clip_in).last_hidden_state
         side = math.isqrt(tokens.shape[1])
         clip_map = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
@@ -272,16 +283,25 @@ class RSRefSeg(nn.Module):
         self.sam.eval()
         for part in (self.sam.prompt_encoder, self.sam.mask_decoder):
             part.train(mode)
-        for path in TARGETS:
+        for path in self.lora_targets():
             set_lora_dropout_mode(self.get_submodule(path), mode)
         return self
 
+    def lora_targets(self) -> dict[str, str]:
+        """Tower path -> LoRA target pattern (:data:`TARGETS`; without the text tower when
+        ``config.text_lora`` is off)."""
+        if self.config.text_lora:
+            return dict(TARGETS)
+        return {path: target for path, target in TARGETS.items() if path != TEXT_TOWER}
+
     def trainable_modules(self) -> dict[str, nn.Module]:
         """Sub-modules that together hold every trainable parameter (the towers hold LoRA)."""
-        modules = {"prompter": self.prompter}
+        modules: dict[str, nn.Module] = {"prompter": self.prompter}
+        if self.context is not None:
+            modules["context"] = self.context
         modules["sam_prompt_encoder"] = self.sam.prompt_encoder
         modules["sam_mask_decoder"] = self.sam.mask_decoder
-        for path in TARGETS:
+        for path in self.lora_targets():
             modules[path.replace(".", "_")] = self.get_submodule(path)
         return modules
 

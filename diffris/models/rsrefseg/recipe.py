@@ -35,6 +35,8 @@ MODEL_OPTIONS: tuple[str, ...] = (
     "norm",
     "dense_prompt",
     "mask_padding",
+    "context_layers",
+    "text_lora",
     "mask_threshold",
     "max_tokens",
 )

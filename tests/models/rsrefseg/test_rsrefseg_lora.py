@@ -147,3 +147,53 @@ def test_a_mismatched_state_names_every_problem(rsr_tiny: RSRefSeg) -> None:
     assert "unexpected prompter.extra.weight" in message
     assert f"{reshaped} has shape (3, 3)" in message
     assert message.startswith("model.safetensors does not match")
+
+
+def test_the_context_block_starts_as_the_identity_trains_and_is_stored(
+    pixels_128: torch.Tensor, tmp_path
+) -> None:
+    """``context_layers`` adds a block on SAM's embedding: a fresh one changes nothing (the
+    same seed gives the same outputs as a model without it), it is trained as a head, and a
+    saved folder holds it and reloads to the same outputs."""
+    from diffris.models.checkpoint import load_trained, save_trained
+
+    plain = build_rsrefseg("rsrefseg-tiny", seed=0).eval()
+    model = build_rsrefseg("rsrefseg-tiny", seed=0, context_layers=2)
+    texts = ["the red roofs", "the blue vehicles"]
+    with torch.no_grad():
+        assert torch.equal(plain(pixels_128, texts), model.eval()(pixels_128, texts))
+    names = [name for name, _ in model.named_trainable_parameters()]
+    assert any(name.startswith("context.body.1.") for name in names)
+    assert not any(name.startswith("context.body.2.") for name in names)
+    optimiser = torch.optim.AdamW(model.trainable_parameters(), lr=1e-2)
+    model.train()
+    for _ in range(2):
+        _toy_step(model, optimiser, pixels_128)
+    assert model.context.project.weight.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        assert not torch.equal(plain(pixels_128, texts), model(pixels_128, texts))
+    save_trained(model, tmp_path / "trained")
+    reloaded = load_trained(tmp_path / "trained")
+    assert reloaded.config.context_layers == 2
+    with torch.no_grad():
+        assert torch.equal(model(pixels_128, texts), reloaded(pixels_128, texts))
+
+
+def test_without_text_lora_the_text_features_stay_fixed(pixels_128: torch.Tensor) -> None:
+    """``text_lora=False``: no LoRA in SigLIP's text tower, so training leaves every prompt's
+    features as the frozen tower gives them (and the folder stores no text tensors)."""
+    model = build_rsrefseg("rsrefseg-tiny", seed=0, text_lora=False)
+    names = {name for name, _ in lora_layers(model)}
+    assert names == {name for name in EXPECTED_LORA if not name.startswith("siglip.text_model.")}
+    texts = ["the red roofs", "the blue vehicles"]
+    with torch.no_grad():
+        before = model.encode_text(texts)
+    optimiser = torch.optim.AdamW(model.trainable_parameters(), lr=1e-2)
+    model.train()
+    _toy_step(model, optimiser, pixels_128)
+    model.eval()
+    with torch.no_grad():
+        after = model.encode_text(texts)
+    assert torch.equal(before.local, after.local) and torch.equal(before.pooled, after.pooled)
+    assert not any(k.startswith("siglip.text_model.") for k in model.trainable_state_dict())

@@ -166,3 +166,5 @@ def test_config_round_trips_and_rejects_bad_values(rsr_tiny: RSRefSeg) -> None:
     assert "\n" not in str(err.value)
     with pytest.raises(InputError, match="lora_dropout=1.0 must be in"):
         config.replace(lora_dropout=1.0)
+    with pytest.raises(InputError, match="context_layers=9 must be in 0..8"):
+        config.replace(context_layers=9)
