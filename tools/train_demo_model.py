@@ -139,7 +139,9 @@ def cut_scene(
     :data:`LOOKALIKE_SHARE` of its pixels outside the mask have the colour of the prompt's
     objects, e.g. a river for "the ponds") is always kept and listed that many times: such pairs
     are rare (one river crosses a scene) and they are the only ones that teach the model what
-    the colour alone cannot.
+    the colour alone cannot. With ``small_repeats`` ≥ 2, a pair whose mask covers less than
+    :data:`SMALL_SHARE` of its tile (a few vehicles) is listed that many times (the larger of
+    the two counts where both apply): so few pixels are otherwise too little of the loss.
     """
     rng = np.random.default_rng(seed)
     entries = yaml.safe_load(prompts_file.read_text())
@@ -341,9 +343,8 @@ def main() -> None:
             bce_weight=args.bce_weight,
             dice_weight=args.dice_weight,
             cache_latents=args.cache_latents,
-            # both demo models were trained with the poly schedule and selected by val oIoU (the
-            # defaults before each architecture had its recipe); RSRefSeg's recipe would warm
-            # up for 5 of these 8 epochs
+            # both demo models were trained with the poly schedule (the default before each
+            # architecture had its recipe); RSRefSeg's recipe would warm up for 5 epochs
             schedule="poly",
             warmup_epochs=0.0,
             select_by=args.select_by,

@@ -111,3 +111,17 @@ def test_mixed_colour_objects_have_no_look_alikes(demo_tool):
     mask = np.ones((16, 16), dtype=bool)
     assert not demo_tool.object_colour(image, mask)(image).any()  # "the buildings": many colours
     assert not demo_tool.object_colour(image, np.zeros_like(mask))(image).any()
+
+
+def test_pairs_of_few_pixel_objects_are_listed_small_repeats_times(demo_tool, scene, monkeypatch):
+    # the roof covers 14 % of its 32 px tile, the pond 39 %, the river 50 %: with the "small"
+    # share at 20 % only the roof pair is small
+    monkeypatch.setattr(demo_tool, "SMALL_SHARE", 0.2)
+    lines = _cut(demo_tool, scene, keep_empty=0.0, small_repeats=4)
+    counts = {line: lines.count(line) for line in lines}
+    assert counts == {
+        "s0_00_00_ponds.png the ponds": 1,
+        "s0_00_01_rivers.png the rivers": 1,
+        "s0_01_01_rivers.png the rivers": 1,
+        "s0_01_00_red_roofs.png the red roofs": 4,
+    }
