@@ -273,8 +273,8 @@ def main() -> None:
         "--small-repeats",
         type=int,
         default=None,
-        help="times each training pair whose objects cover less than 1 %% of its tile is listed "
-        "(0 or 1: once)",
+        help=f"times each training pair whose objects cover less than {SMALL_SHARE * 100:g} %% "
+        "of its tile is listed (0 or 1: once)",
     )
     parser.add_argument(
         "--context-layers",
