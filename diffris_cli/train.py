@@ -228,6 +228,15 @@ def train(
     val_every: Annotated[
         int | None, _flag("Validate every N epochs (1).", _RECIPE, "--val-every")
     ] = None,
+    average_from: Annotated[
+        int | None,
+        _flag(
+            "Stochastic weight averaging: from the end of epoch N on, validate and save the mean "
+            "of the weights at each epoch end (training goes on from its own); off by default.",
+            _RECIPE,
+            "--average-from",
+        ),
+    ] = None,
     train_split: Annotated[
         str | None, _flag("Split to train on.", _RECIPE, "--train-split")
     ] = None,
@@ -347,6 +356,7 @@ def train(
         "seed": seed,
         "cache_latents": cache_latents,
         "val_every": val_every,
+        "average_from": average_from,
         "train_split": train_split,
         "val_split": val_split,
     }

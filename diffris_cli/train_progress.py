@@ -35,6 +35,13 @@ def _epoch_line(event: EpochEvent) -> str:
             f", val oIoU {scores['oIoU']:.2f}, mIoU {scores['mIoU']:.2f}, "
             f"Pr@0.5 {scores['Pr@0.5']:.2f} (n={scores['n']}); best epoch {event.best_epoch}"
         )
+    if event.averaged_epochs is not None:
+        first, last = event.averaged_epochs
+        text += (
+            f"; weights: mean of epochs {first}-{last}"
+            if last > first
+            else (f"; weights: epoch {first}'s, averaging from here")
+        )
     return text
 
 

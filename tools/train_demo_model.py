@@ -90,6 +90,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "model_option": {},
         "small_repeats": 0,
         "val_size": 1024,
+        "average_from": None,
     },
     "rsrefseg-tiny": {
         "out": REPO / "examples" / "models" / "demo-rsrefseg",
@@ -112,6 +113,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "small_repeats": 4,
         # 64 validation pairs: 16 picked the best epoch by chance
         "val_size": 2048,
+        "average_from": None,
     },
 }
 
@@ -299,6 +301,13 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="a model option, as diffris train --model-option (recipe's)",
     )
+    parser.add_argument(
+        "--average-from",
+        type=int,
+        default=None,
+        help="validate and keep the mean of the weights at the epoch ends from this epoch on, "
+        "as diffris train --average-from (recipe's)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     for name, value in RECIPES[args.preset].items():
@@ -349,6 +358,7 @@ def main() -> None:
             warmup_epochs=0.0,
             select_by=args.select_by,
             model_options=args.model_option,
+            average_from=args.average_from,
             seed=0,
         )
         launch = LaunchOptions(workers=0, threads=args.threads, save_every=0)

@@ -196,6 +196,10 @@ class TrainConfig(Config):
         seed: heads' initialisation, data order and Gumbel noise all derive from it.
         cache_latents: compute each training image's VAE latent once and reuse it every epoch.
         val_every: validate every this many epochs (and after the last).
+        average_from: stochastic weight averaging (:mod:`diffris.train.averaging`): from the
+            end of this epoch on, validation scores and ``last/``/``best/`` hold the mean of
+            the weights at the ends of epochs ``average_from`` .. now; None = the weights as
+            trained.
     """
 
     dataset: str = "risbench"
@@ -230,6 +234,7 @@ class TrainConfig(Config):
     seed: int = 0
     cache_latents: bool = False
     val_every: int = 1
+    average_from: int | None = None
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -249,6 +254,12 @@ class TrainConfig(Config):
         if self.image_size % 64:
             raise InputError(
                 f"--image-size {self.image_size} is not a multiple of 64; use e.g. 512"
+            )
+        if self.average_from is not None and not 1 <= self.average_from <= self.epochs:
+            raise InputError(
+                f"--average-from {self.average_from} is not an epoch of this "
+                f"{self.epochs}-epoch run; give 1 to {self.epochs}, e.g. "
+                f"{self.epochs * 2 // 3 + 1} (the last third)"
             )
         if self.device_batch is not None and self.device_batch < 1:
             raise InputError(f"--device-batch {self.device_batch} must be ≥ 1")

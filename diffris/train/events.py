@@ -47,6 +47,8 @@ class EpochEvent:
         val: validation scores (``Scores.to_dict()``: n, Pr@X, oIoU, mIoU, per_category), or
             None when not validated this epoch.
         best_epoch: the epoch with the best validation score so far (``select_by``).
+        averaged_epochs: (first, last) epoch whose end weights were averaged into what was
+            validated and saved (``average_from``), or None: the weights as trained.
     """
 
     epoch: int
@@ -55,6 +57,7 @@ class EpochEvent:
     train_loss: float
     val: dict[str, Any] | None
     best_epoch: int | None
+    averaged_epochs: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

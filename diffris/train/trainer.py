@@ -30,6 +30,7 @@ from diffris.models.checkpoint import save_trained
 from diffris.models.interface import ImageFeatures, ReferringModel, map_tensors
 from diffris.models.registry import build_for_training
 from diffris.train import state as state_io
+from diffris.train.averaging import WeightAverage
 from diffris.train.config import LaunchOptions, TrainConfig
 from diffris.train.data import open_split
 from diffris.train.distributed import (
@@ -119,6 +120,7 @@ class Trainer:
         self.best: dict[str, Any] | None = None
         self.epoch_loss = [0.0, 0]  # sum of step losses, steps, in the current epoch
         self.saved_step: int | None = None
+        self.average = WeightAverage()  # stays empty without config.average_from
 
     # -- the run --------------------------------------------------------------------------------
 
@@ -272,46 +274,61 @@ class Trainer:
     # -- epoch end ------------------------------------------------------------------------------
 
     def _finish_epoch(self) -> None:
-        """Validate, write ``last/`` (and ``best/``), log the epoch, save the state."""
+        """Average (if due), validate, write ``last/`` (and ``best/``), log, save the state.
+
+        Validation and the model folders see the weight average once averaging has begun;
+        training goes on from the model's own weights.
+        """
+        finished_epoch = self.epoch + 1
+        start = self.config.average_from
+        if start is not None and finished_epoch >= start:
+            self.average.add(self.model, finished_epoch)
+        with self.average.applied(self.model):
+            self._validate_and_save(finished_epoch)
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.epoch_loss = [0.0, 0]
+        self._save_state()
+
+    def _validate_and_save(self, finished_epoch: int) -> None:
         scores = self._validate() if self._validation_due() else None
         train_loss = self.epoch_loss[0] / max(self.epoch_loss[1], 1)
-        finished_epoch = self.epoch + 1
+        averaged = self.average.epochs
         improved = False
         key = self.select_by
         if scores is not None and (self.best is None or scores[key] > self.best["scores"][key]):
             improved = True
             self.best = {"epoch": finished_epoch, "step": self.global_step, "scores": scores}
-        if self.ctx.is_main:
-            metadata = {
-                "training": {
-                    "dataset": self.config.dataset,
-                    "data_root": self.config.data_root,
-                    "epoch": finished_epoch,
-                    "step": self.global_step,
-                    "train_loss": train_loss,
-                    "config": self.config.to_dict(),
-                },
-                "metrics": {"split": self.config.val_split, **(scores or {})},
-            }
-            save_trained(self.model, self.run.last, metadata=metadata, overwrite=True)
-            if improved:
-                save_trained(self.model, self.run.best, metadata=metadata, overwrite=True)
-            event = EpochEvent(
-                epoch=finished_epoch,
-                epochs=self.config.epochs,
-                step=self.global_step,
-                train_loss=train_loss,
-                val=scores,
-                best_epoch=self.best["epoch"] if self.best else None,
-            )
-            if self.metrics is not None:
-                self.metrics.write({"type": "epoch", **dataclasses.asdict(event)})
-            if self.emit is not None:
-                self.emit(event)
-        self.epoch += 1
-        self.step_in_epoch = 0
-        self.epoch_loss = [0.0, 0]
-        self._save_state()
+        if not self.ctx.is_main:
+            return
+        metadata = {
+            "training": {
+                "dataset": self.config.dataset,
+                "data_root": self.config.data_root,
+                "epoch": finished_epoch,
+                "step": self.global_step,
+                "train_loss": train_loss,
+                "averaged_epochs": list(averaged) if averaged else None,
+                "config": self.config.to_dict(),
+            },
+            "metrics": {"split": self.config.val_split, **(scores or {})},
+        }
+        save_trained(self.model, self.run.last, metadata=metadata, overwrite=True)
+        if improved:
+            save_trained(self.model, self.run.best, metadata=metadata, overwrite=True)
+        event = EpochEvent(
+            epoch=finished_epoch,
+            epochs=self.config.epochs,
+            step=self.global_step,
+            train_loss=train_loss,
+            val=scores,
+            best_epoch=self.best["epoch"] if self.best else None,
+            averaged_epochs=averaged,
+        )
+        if self.metrics is not None:
+            self.metrics.write({"type": "epoch", **dataclasses.asdict(event)})
+        if self.emit is not None:
+            self.emit(event)
 
     def _validation_due(self) -> bool:
         finished = self.epoch + 1
@@ -360,6 +377,7 @@ class Trainer:
         }
         optimizer_tensors, optimizer_plain = state_io.flatten_optimizer(self.optimizer.state_dict())
         tensors.update({f"optimizer/{k}": v.clone() for k, v in optimizer_tensors.items()})
+        tensors.update({f"average/{k}": v for k, v in self.average.state_tensors().items()})
         plain_rng = {}
         for rank, (rank_tensors, rank_plain) in enumerate(gathered):
             tensors.update({f"rng/{rank}/{k}": v.contiguous() for k, v in rank_tensors.items()})
@@ -370,6 +388,7 @@ class Trainer:
             "step_in_epoch": self.step_in_epoch,
             "world_size": self.ctx.world_size,
             "best": self.best,
+            "average": self.average.state_meta(),
             "epoch_loss": self.epoch_loss,
             "metrics_bytes": self.metrics.size() if self.metrics is not None else 0,
             "optimizer": optimizer_plain,
@@ -396,6 +415,9 @@ class Trainer:
         self.epoch = int(meta["epoch"])
         self.step_in_epoch = int(meta["step_in_epoch"])
         self.best = meta["best"]
+        self.average.restore(
+            state_io.select(tensors, "average"), meta.get("average"), device=self.device
+        )
         self.epoch_loss = [float(meta["epoch_loss"][0]), int(meta["epoch_loss"][1])]
         self.saved_step = self.global_step
         rank = str(self.ctx.rank)

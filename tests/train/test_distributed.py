@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from diffris.models.registry import image_features_frozen
+from diffris.train import state as state_io
 from diffris.train import train
 from tests.train.helpers import TRAIN_PRESETS, quick_launch, small_config, step_losses
 
@@ -15,13 +16,16 @@ from tests.train.helpers import TRAIN_PRESETS, quick_launch, small_config, step_
 def test_two_processes_match_one_process(synth_root: Path, tmp_path: Path, preset: str) -> None:
     # Same global batch (4) and micro-batch (2): one process accumulates two micro-batches, two
     # processes run one each. The randomness (DiffRIS's Gumbel noise, RSRefSeg's LoRA dropout)
-    # is seeded per chunk of samples, so it is the same.
-    one = train(small_config(synth_root, preset), tmp_path / "one", launch=quick_launch())
+    # is seeded per chunk of samples, so it is the same. Both average the weights from epoch 1
+    # (--average-from): every rank keeps its own mean and validates its shard with it.
+    one = train(
+        small_config(synth_root, preset, average_from=1), tmp_path / "one", launch=quick_launch()
+    )
     # the two-process run also builds its latent cache sharded over both processes, where the
     # image features are frozen (RSRefSeg's LoRA encoders run inside the DDP-wrapped heads)
     cache = image_features_frozen(preset)
     two = train(
-        small_config(synth_root, preset, cache_latents=cache),
+        small_config(synth_root, preset, cache_latents=cache, average_from=1),
         tmp_path / "two",
         launch=quick_launch(procs=2),
     )
@@ -36,6 +40,10 @@ def test_two_processes_match_one_process(synth_root: Path, tmp_path: Path, prese
     b = load_file(tmp_path / "two" / "last" / "model.safetensors")
     for name in a:
         assert torch.equal(a[name], b[name]), name
+    own_one = state_io.select(state_io.load_state(tmp_path / "one")[0], "model")
+    own_two = state_io.select(state_io.load_state(tmp_path / "two")[0], "model")
+    assert all(torch.equal(own_one[name], own_two[name]) for name in own_one)
+    assert any(not torch.equal(a[name], own_one[name]) for name in a)  # last/ is the mean
     # validation is sharded over the ranks and merged: every sample scored once
     assert one.best is not None and two.best is not None
     assert two.best["scores"]["n"] == one.best["scores"]["n"] == 4

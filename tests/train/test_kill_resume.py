@@ -110,6 +110,10 @@ def test_resume_refuses_changed_options_and_a_missing_config(
             ],
             "--pretrained {nowhere} does not exist",
         ),
+        (
+            ["--data-root", "{root}", "-o", "{new}", "--epochs", "3", "--average-from", "4"],
+            "--average-from 4 is not an epoch of this 3-epoch run; give 1 to 3",
+        ),
     ],
 )
 def test_user_errors_are_one_line(
