@@ -40,7 +40,7 @@ def _epoch_line(event: EpochEvent) -> str:
         text += (
             f"; weights: mean of epochs {first}-{last}"
             if last > first
-            else (f"; weights: epoch {first}'s, averaging from here")
+            else f"; weights: epoch {first}'s, averaging from here"
         )
     return text
 

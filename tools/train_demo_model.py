@@ -387,8 +387,8 @@ def main() -> None:
         assert result.best is not None
         kept = args.work / "run" / args.keep
         model = load_trained(kept)
-        kept_training = read_metadata(kept)["training"]
-        kept_scores = read_metadata(kept)["metrics"]
+        kept_metadata = read_metadata(kept)
+        kept_training, kept_scores = kept_metadata["training"], kept_metadata["metrics"]
         metadata = {
             "description": f"demo model: {args.preset} preset trained on synthetic scenes (see "
             "tools/train_demo_model.py); not a real-imagery model",
