@@ -125,11 +125,6 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-def without(values: dict[str, Any], key: str) -> dict[str, Any]:
-    """``values`` less ``key``."""
-    return {k: v for k, v in values.items() if k != key}
-
-
 def cut_scene(
     scene: Path,
     prompts_file: Path,
@@ -397,7 +392,8 @@ def main() -> None:
                 **{k: v for k, v in vars(args).items() if k not in ("work", "out")},
                 "cpu_s": round(train_cpu),
             },
-            "metrics": {"split": "val (synthetic scene tiles)", **without(kept_scores, "split")},
+            # the kept folder's scores, split first as there, named for this dataset
+            "metrics": {**kept_scores, "split": "val (synthetic scene tiles)"},
         }
         metadata["training"] = {k: str(v) for k, v in metadata["training"].items()}
         save_trained(model, args.out, metadata=metadata, overwrite=True)

@@ -76,6 +76,7 @@ class WeightAverage:
         return {name: t.detach().cpu().contiguous().clone() for name, t in self.mean.items()}
 
     def state_meta(self) -> dict[str, int | None]:
+        """Where the mean starts and how many epoch ends it holds, for the resumable state."""
         return {"first_epoch": self.first_epoch, "count": self.count}
 
     def restore(
@@ -85,5 +86,5 @@ class WeightAverage:
         nothing averaged yet)."""
         meta = meta or {"first_epoch": None, "count": 0}
         self.first_epoch = meta["first_epoch"]
-        self.count = int(meta["count"] or 0)
+        self.count = int(meta["count"])
         self.mean = {name: t.to(device) for name, t in tensors.items()}
